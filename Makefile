@@ -1,0 +1,46 @@
+# localai-authd — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STATE := $(CURDIR)/.state
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+$(STAMP): requirements/dev.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(STAMP) ## create .venv from the hash-pinned lock file
+
+run: $(STAMP) ## run the daemon in the foreground; state + keyring under ./.state
+	mkdir -p -m 0700 $(STATE)
+	$(BIN)/localai-authd --state-dir $(STATE) --control-socket $(STATE)/control.sock \
+	  --keyring-backend file --listen 127.0.0.1:11435 --upstream http://127.0.0.1:11434
+
+test: $(STAMP) ## run the test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP) ## mypy --strict on the package
+	$(BIN)/mypy
+
+check: lint typecheck test ## lint, types and the tests (what CI runs)
+
+lock: ## re-pin requirements/*.lock from requirements/*.in (needs uv)
+	cd requirements && uv pip compile --python-version 3.11 --generate-hashes --no-header -q runtime.in -o runtime.lock
+	cd requirements && uv pip compile --python-version 3.11 --generate-hashes --no-header -q dev.in -o dev.lock
+
+clean: ## remove the venv, caches and ./.state
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build src/*.egg-info
+
+.PHONY: help venv run test lint typecheck check lock clean

@@ -1,0 +1,3 @@
+"""localai-authd: authentication in front of local AI servers."""
+
+__version__ = "0.1.0"

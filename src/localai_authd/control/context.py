@@ -1,0 +1,25 @@
+"""What the control plane is given by the daemon: the store and the levers it may pull."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..gateway.audit import Audit
+from ..gateway.streams import StreamRegistry
+from ..keys.store import KeyStore
+
+
+@dataclass
+class ControlContext:
+    store: KeyStore
+    streams: StreamRegistry
+    audit: Audit
+    # version, uptime, upstream reachability, key counts, stream count
+    status: Callable[[], Awaitable[dict[str, Any]]]
+    # same as SIGHUP: re-read and validate the config; {"reloaded": bool, "problems": [...]}
+    reload: Callable[[], Awaitable[dict[str, Any]]]
+    admin_group: str  # "" = root and the daemon's own uid only
+    max_request_bytes: int = 64 * 1024
+    request_timeout: float = 10.0

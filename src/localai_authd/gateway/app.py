@@ -1,0 +1,310 @@
+"""The gateway's wiring. The order of this module's pipeline is the data flow:
+
+request → canonical target → authenticate → route + scope → size → (100-continue)
+        → body + model policy → forward (stream) → audit (exactly one record, always)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..config import Config
+from ..keys.model import Identity
+from ..keys.store import KeyStore
+from . import auth, policy, routes
+from . import headers as hdrs
+from .audit import Audit
+from .errors import Refusal, render, unauthorized
+from .forward import Outcome, forward, new_session, stream_body
+from .streams import StreamRegistry
+
+log = logging.getLogger("localai_authd.gateway")
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+_CTX: web.RequestKey[Ctx] = web.RequestKey("localai_authd.ctx", "Ctx")
+
+
+@dataclass
+class Ctx:
+    """What one request has shown so far; it becomes the audit record."""
+
+    request_id: str
+    started: float
+    dialect: str = "ollama"
+    path: str = ""
+    identity: Identity | None = None
+    route: routes.Route | None = None
+    upstream: int = 0
+    forward_target: str = ""
+    models: list[str] | None = None
+    bytes_in: int = 0
+    out: Outcome = field(default_factory=Outcome)
+    expect_done: bool = False
+    audited: bool = False
+
+
+class Gateway:
+    def __init__(self, cfg: Config, store: KeyStore, audit: Audit, streams: StreamRegistry) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.audit = audit
+        self.streams = streams
+        self._session: aiohttp.ClientSession | None = None
+        self.in_flight = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        # Every request goes through our pipeline, even one the router cannot place
+        # (authority-form CONNECT targets): it gets our 400 and its audit record.
+        @web.middleware
+        async def everything(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            return await self.handle(request)
+
+        app = web.Application(client_max_size=self.cfg.max_body_bytes, middlewares=[everything])
+        app[GATEWAY] = self
+        # [\s\S], not ".": a decoded %0a must reach our checks (and its 400), not the router.
+        app.router.add_route(
+            "*", r"/{tail:[\s\S]*}", self.handle, expect_handler=self.expect
+        )
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    async def _on_startup(self, app: web.Application) -> None:
+        self._session = new_session()
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def apply_config(self, cfg: Config) -> None:
+        """SIGHUP: new limits, timeouts and upstreams apply to the next request."""
+        self.cfg = cfg
+
+    # ---- the pipeline ------------------------------------------------------------------------
+
+    def _prelude(self, request: web.Request, ctx: Ctx) -> None:
+        """Everything decidable from the request head. Raises Refusal."""
+        if request.version not in ((1, 0), (1, 1)):
+            raise Refusal(
+                505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served", "bad_request"
+            )
+        try:
+            target = routes.canonicalize(request.raw_path, request.method)
+        except routes.BadTarget as e:
+            raise Refusal(e.status, e.reason, e.message, "bad_request") from None
+        ctx.dialect = target.dialect
+        ctx.path = target.path
+        ctx.identity = self._authenticate(request)
+        prefixes = tuple(u.prefix for u in self.cfg.upstreams)
+        picked = routes.select_upstream(target.path, prefixes)
+        if picked is None:
+            raise Refusal(404, "route_not_allowed", f"{target.path} is not served here")
+        ctx.upstream, upstream_path = picked
+        try:
+            ctx.route = routes.match(request.method, upstream_path)
+        except routes.BadTarget as e:
+            raise Refusal(e.status, e.reason, e.message) from None
+        decision = policy.decide_route(ctx.identity.scopes, ctx.route)
+        if not decision.allowed:
+            raise Refusal(
+                403,
+                decision.reason,
+                f"key {ctx.identity.name!r} may not use {upstream_path} ({decision.reason})",
+            )
+        if ctx.route.model_from == "path":
+            ctx.models = policy.model_in_path(ctx.route, upstream_path)
+        ctx.forward_target = routes.encode(upstream_path, target.query)
+        limit = self.cfg.max_upload_bytes if ctx.route.upload else self.cfg.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise Refusal(
+                413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
+            )
+
+    def _authenticate(self, request: web.Request) -> Identity:
+        try:
+            cred = auth.extract(request.headers.items())
+        except auth.MalformedCredentials as e:
+            raise unauthorized("malformed_credentials", str(e), "invalid_request") from None
+        if cred is None:
+            raise unauthorized(
+                "no_credentials",
+                "missing API key: send 'Authorization: Bearer <key>' (create one with "
+                "'authctl create NAME')",
+            )
+        if cred.kind == "unsupported-scheme":
+            raise unauthorized(
+                "unsupported_scheme",
+                f"unsupported authorization scheme {cred.scheme!r}: use Bearer",
+                "invalid_token",
+            )
+        ident = self.store.verify(cred.secret)
+        if ident is None:
+            raise unauthorized(
+                "invalid_key", "invalid, expired or revoked API key", "invalid_token"
+            )
+        return ident
+
+    async def expect(self, request: web.Request) -> web.StreamResponse | None:
+        """Authenticate before inviting a body (aiohttp's default answers 100 to anyone)."""
+        ctx = self._ctx(request)
+        try:
+            self._prelude(request, ctx)
+        except Refusal as r:
+            return self._refuse(request, ctx, r)
+        ctx.expect_done = True
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return self._refuse(
+                request,
+                ctx,
+                Refusal(
+                    417,
+                    "expectation_failed",
+                    "only Expect: 100-continue is understood",
+                    "bad_request",
+                ),
+            )
+        if request.version == (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the response proper has not started
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ctx = self._ctx(request)
+        task = asyncio.current_task()
+        kid = None
+        try:
+            if not ctx.expect_done:
+                self._prelude(request, ctx)
+            assert ctx.identity is not None and ctx.route is not None
+            kid = ctx.identity.kid
+            if task is not None:
+                self.streams.add(kid, task)
+            self.in_flight += 1
+            body = await self._body(request, ctx)
+            decision = policy.decide_models(ctx.identity.models, ctx.models)
+            if not decision.allowed:
+                raise Refusal(
+                    403,
+                    decision.reason,
+                    f"key {ctx.identity.name!r} may not use model "
+                    f"{(ctx.models or ['(none given)'])[0]!r}",
+                )
+            assert self._session is not None
+            up = self.cfg.upstreams[ctx.upstream]
+            fwd_headers = hdrs.to_upstream(
+                request.headers.items(),
+                upstream_host=up.host_header,
+                client_ip=request.remote or "",
+                proto="https" if request.secure else "http",
+                original_host=request.headers.get("Host"),
+            )
+            fwd_headers.append(("X-Request-Id", ctx.request_id))
+            resp = await forward(
+                self._session, request, up, ctx.forward_target, fwd_headers, body, ctx.out
+            )
+            if ctx.out.outcome == "ok" and ctx.out.status >= 400:
+                ctx.out.outcome, ctx.out.reason = "upstream_status", f"upstream_{ctx.out.status}"
+            return resp
+        except Refusal as r:
+            return self._refuse(request, ctx, r)
+        except asyncio.CancelledError:
+            killed = task is not None and task in self.streams.killed
+            ctx.out.outcome = "killed" if killed else "client_disconnected"
+            ctx.out.reason = "key_revoked" if killed else "client_went_away"
+            if killed and request.transport is not None:
+                request.transport.close()  # the client sees its stream end as an error
+            raise
+        finally:
+            if kid is not None and task is not None:
+                self.streams.discard(kid, task)
+                self.in_flight -= 1
+            self._audit(request, ctx)
+
+    async def _body(self, request: web.Request, ctx: Ctx) -> bytes | AsyncIterator[bytes] | None:
+        assert ctx.route is not None
+        if not request.body_exists:
+            return None
+        if ctx.route.upload:
+            return stream_body(request.content, self.cfg.max_upload_bytes)
+        limit = self.cfg.max_body_bytes
+        chunks: list[bytes] = []
+        async for chunk in request.content.iter_any():
+            ctx.bytes_in += len(chunk)
+            if ctx.bytes_in > limit:
+                raise Refusal(
+                    413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
+                )
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if ctx.route.model_from == "body":
+            ctx.models = policy.models_in_body(body, ctx.route.pattern)
+        return body
+
+    # ---- edges -------------------------------------------------------------------------------
+
+    def _ctx(self, request: web.Request) -> Ctx:
+        ctx = request.get(_CTX)
+        if ctx is None:
+            ctx = Ctx(request_id=secrets.token_hex(8), started=time.monotonic())
+            request[_CTX] = ctx
+        return ctx
+
+    def _refuse(self, request: web.Request, ctx: Ctx, r: Refusal) -> web.Response:
+        ctx.out.status, ctx.out.outcome, ctx.out.reason = r.status, r.outcome, r.reason
+        resp = render(r, ctx.dialect, ctx.request_id)
+        if r.status in (400, 413, 417, 505):
+            resp.force_close()  # the rest of the request can't be trusted to frame right
+        self._audit(request, ctx)
+        return resp
+
+    def _audit(self, request: web.Request, ctx: Ctx) -> None:
+        if ctx.audited:
+            return
+        ctx.audited = True
+        ident = ctx.identity
+        rec: dict[str, Any] = {
+            "kind": "request",
+            "request_id": ctx.request_id,
+            "key_id": ident.kid if ident else None,
+            "key": ident.name if ident else None,
+            "client": request.remote,
+            "method": request.method,
+            "path": ctx.path or None,
+            "model": ctx.models[0] if ctx.models else None,
+            "status": ctx.out.status,
+            "bytes_in": ctx.bytes_in,
+            "bytes_out": ctx.out.bytes_out,
+            "duration_ms": round((time.monotonic() - ctx.started) * 1000, 3),
+            "outcome": ctx.out.outcome,
+            "reason": ctx.out.reason,
+        }
+        self.audit.write(rec)
+
+
+class _ScrubBadRequests(logging.Filter):
+    """aiohttp logs a malformed request with the offending raw line (which may hold a
+    credential): keep the event, drop the details."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.msg} ({type(record.exc_info[1]).__name__}; details withheld)"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def install_log_scrubber() -> None:
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal"):
+        logging.getLogger(name).addFilter(_ScrubBadRequests())

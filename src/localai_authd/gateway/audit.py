@@ -1,0 +1,78 @@
+"""The audit trail: one JSON line per request and per control action, to a file and the log.
+
+Records carry identities (key id and name), never secrets. The file is opened in append mode
+(0640) and reopened on SIGHUP so logrotate can move it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger("localai_authd.audit")
+
+
+def _iso(t: float) -> str:
+    ms = int((t % 1) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"
+
+
+class Audit:
+    def __init__(self, path: Path | None, to_log: bool = True) -> None:
+        self.path = path
+        self.to_log = to_log
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        self.reopen()
+
+    def reopen(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+                fd = os.open(
+                    self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+                )
+                self._file = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+    def write(self, record: dict[str, Any]) -> None:
+        rec = {"time": _iso(record.pop("t", time.time())), **record}
+        line = json.dumps(rec, separators=(",", ":"), ensure_ascii=True, default=str)
+        with self._lock:
+            if self._file is not None:
+                self._file.write(line + "\n")
+        if self.to_log:
+            log.info("%s", line)
+
+    def control(
+        self,
+        action: str,
+        peer_uid: int | None,
+        outcome: str,
+        reason: str = "ok",
+        **fields: Any,
+    ) -> None:
+        """A control-plane action (create, rotate, revoke, ...), with the peer's uid."""
+        self.write(
+            {
+                "kind": "control",
+                "action": action,
+                "peer_uid": peer_uid,
+                "outcome": outcome,
+                "reason": reason,
+                **fields,
+            }
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

@@ -1,0 +1,177 @@
+"""Forwarding to the upstream, streaming the answer back chunk by chunk.
+
+ENGINEERING.md "The stream": one ClientSession for the app's lifetime; auto_decompress off;
+no total timeout but a first-byte and an idle-read timeout; no connection cap that would
+silently queue the 101st stream; never follow redirects or read proxy settings from the
+environment; iter chunks as they come and write them as they are (never re-split).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from ..config import Upstream
+from . import headers as hdrs
+from .errors import Refusal
+
+# aiohttp would add these unless told not to; the client's own (if any) pass through.
+_SKIP_AUTO = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+def new_session() -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=0,  # no global cap: aiohttp's default 100 silently queues stream 101
+        limit_per_host=0,
+        ttl_dns_cache=60,
+        keepalive_timeout=30,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=_SKIP_AUTO,
+    )
+
+
+@dataclass
+class Outcome:
+    status: int = 0
+    bytes_out: int = 0
+    outcome: str = "ok"
+    reason: str = "ok"
+
+
+async def stream_body(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
+    """The client's body as it arrives (uploads), cut off at ``limit``."""
+    n = 0
+    async for chunk in content.iter_any():
+        n += len(chunk)
+        if n > limit:
+            raise Refusal(
+                413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
+            )
+        yield chunk
+
+
+def _stream_error_line(content_type: str, message: str, needs_newline: bool) -> bytes:
+    """An error in the stream's own format, so SDKs show why the stream ended."""
+    lead = b"\n" if needs_newline else b""
+    if "text/event-stream" in content_type:
+        ev = {"error": {"message": message, "type": "api_error", "code": "upstream_stalled"}}
+        return lead + b"data: " + json.dumps(ev).encode() + b"\n\n"
+    if "ndjson" in content_type or "json" in content_type:
+        return lead + json.dumps({"error": message}).encode() + b"\n"
+    return b""
+
+
+async def forward(
+    session: aiohttp.ClientSession,
+    request: web.Request,
+    upstream: Upstream,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes | AsyncIterator[bytes] | None,
+    out: Outcome,
+) -> web.StreamResponse:
+    url = URL(upstream.url + target, encoded=True)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout)
+    try:
+        async with asyncio.timeout(upstream.first_byte_timeout):
+            up = await session.request(
+                request.method,
+                url,
+                headers=CIMultiDict(headers),
+                data=body,
+                allow_redirects=False,
+                timeout=timeout,
+                compress=False,
+            )
+    except TimeoutError:
+        raise Refusal(
+            504,
+            "upstream_timeout",
+            f"the upstream sent no answer within {upstream.first_byte_timeout:g}s",
+            "upstream_error",
+        ) from None
+    except aiohttp.ClientConnectorError as e:
+        raise Refusal(
+            502,
+            "upstream_unreachable",
+            f"cannot reach the upstream: {e.strerror or e}",
+            "upstream_error",
+        ) from None
+    except aiohttp.ServerTimeoutError:
+        raise Refusal(
+            502, "upstream_unreachable", "connecting to the upstream timed out", "upstream_error"
+        ) from None
+    except aiohttp.ClientError as e:
+        raise Refusal(
+            502, "upstream_error", f"the upstream failed: {type(e).__name__}", "upstream_error"
+        ) from None
+    try:
+        return await _relay(request, up, upstream, out)
+    finally:
+        # close(), not release(): a stream cut short must end the upstream request too,
+        # so the GPU stops generating for a client that is gone.
+        if not up.closed:
+            up.close()
+
+
+async def _relay(
+    request: web.Request, up: aiohttp.ClientResponse, upstream: Upstream, out: Outcome
+) -> web.StreamResponse:
+    resp = web.StreamResponse(status=up.status, reason=up.reason)
+    for k, v in hdrs.to_client(up.headers.items()):
+        resp.headers.add(k, v)
+    length = up.content_length
+    if length is not None:
+        resp.content_length = length
+    elif request.version >= (1, 1) and request.method != "HEAD" and up.status not in (204, 304):
+        resp.enable_chunked_encoding()
+    out.status = up.status
+    await resp.prepare(request)
+    first = True
+    last = b"\n"
+    while True:
+        try:
+            async with asyncio.timeout(
+                upstream.first_byte_timeout if first else upstream.idle_timeout
+            ):
+                chunk = await up.content.readany()
+        except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+            stalled = isinstance(e, TimeoutError)
+            out.outcome = "upstream_stalled" if stalled else "upstream_error"
+            out.reason = "upstream_idle_timeout" if stalled else "upstream_reset"
+            message = (
+                f"the upstream went silent for {upstream.idle_timeout:g}s mid-stream"
+                if stalled
+                else "the upstream connection broke mid-stream"
+            )
+            tail = _stream_error_line(
+                up.headers.get("Content-Type", ""), message, not last.endswith(b"\n")
+            )
+            if tail and length is None:
+                await resp.write(tail)
+            # End the client's stream as an error: no terminating chunk, connection closed.
+            resp.force_close()
+            if request.transport is not None:
+                request.transport.close()
+            return resp
+        if not chunk:
+            break
+        first = False
+        last = chunk
+        out.bytes_out += len(chunk)
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp

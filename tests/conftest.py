@@ -1,0 +1,129 @@
+"""Shared real parts: the fake upstream, a key store on the real file keyring, a gateway.
+
+No mocks here: the upstream is a real aiohttp server on loopback, the keyring is the
+project's real encrypted backend in a temp dir, the gateway listens on a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from localai_authd import config
+from localai_authd.gateway.app import Gateway
+from localai_authd.gateway.audit import Audit
+from localai_authd.gateway.streams import StreamRegistry
+from localai_authd.keys.keyring import open_vault
+from localai_authd.keys.store import KeyStore
+from tests.fakeupstream import FakeUpstream
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    up = FakeUpstream()
+    await up.start()
+    yield up
+    up.release.set()
+    await up.stop()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[KeyStore]:
+    vault = open_vault("file", tmp_path / "state")
+    s = KeyStore(vault)
+    await s.load()
+    yield s
+    await s.close()
+
+
+@dataclass
+class GW:
+    url: str
+    port: int
+    store: KeyStore
+    gateway: Gateway
+    audit_path: Path
+    upstream: FakeUpstream
+    streams: StreamRegistry
+
+    def audit(self) -> list[dict[str, Any]]:
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(x) for x in self.audit_path.read_text().splitlines()]
+
+    async def key(self, name: str = "laptop", **kw: Any) -> str:
+        return (await self.store.create(name, **kw)).key
+
+
+def gateway_config(upstream_url: str, **server: Any) -> config.Config:
+    return config.build(
+        {
+            "server": server,
+            "upstream": [{"url": upstream_url, "first_byte_timeout": 3, "idle_timeout": 1}],
+        },
+        "<test>",
+    )
+
+
+@pytest.fixture
+async def gw(tmp_path: Path, upstream: FakeUpstream, store: KeyStore) -> AsyncIterator[GW]:
+    audit_path = tmp_path / "audit.jsonl"
+    audit = Audit(audit_path, to_log=False)
+    streams = StreamRegistry()
+    gateway = Gateway(gateway_config(upstream.url, max_body_bytes=4096), store, audit, streams)
+    runner = web.AppRunner(gateway.make_app(), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield GW(f"http://127.0.0.1:{port}", port, store, gateway, audit_path, upstream, streams)
+    upstream.release.set()
+    await runner.cleanup()
+    audit.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(auto_decompress=False) as s:
+        yield s
+
+
+async def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes as they are (no client library to tidy them up) and read the answer."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(data)
+        await w.drain()
+        out = b""
+        async with asyncio.timeout(timeout):
+            while True:
+                chunk = await r.read(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if b"\r\n\r\n" in out and _complete(out):
+                    break
+        return out
+    finally:
+        w.close()
+
+
+def _complete(resp: bytes) -> bool:
+    head, _, body = resp.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            return len(body) >= int(v.strip())
+    return resp.endswith(b"0\r\n\r\n")
+
+
+def status_of(resp: bytes) -> int:
+    return int(resp.split(b" ", 2)[1])

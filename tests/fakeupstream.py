@@ -1,0 +1,182 @@
+"""A real aiohttp server that speaks like Ollama (NDJSON) and OpenAI (SSE).
+
+It records every request it receives, and can be told to hold a chunk until released,
+stall mid-stream, reset the connection, or delay its headers. Used by the tests and by
+`make run`-style manual trials (python -m tests.fakeupstream --port 11434).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    raw_path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled_at: float | None = None
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.chunks = 5  # chunks per stream
+        self.interval = 0.0  # seconds between chunks
+        self.hold_after: int | None = None  # send this many chunks, then wait for `release`
+        self.release = asyncio.Event()
+        self.stall_after: int | None = None  # send this many chunks, then go silent forever
+        self.reset_after: int | None = None  # send this many chunks, then reset the connection
+        self.header_delay = 0.0
+        self.received = asyncio.Event()  # set whenever a request arrives
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def start(self, port: int = 0) -> None:
+        self.runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    # ---- the chunks of each dialect ---------------------------------------------------------
+
+    @staticmethod
+    def ndjson_chunk(i: int, n: int, model: str) -> bytes:
+        done = i == n - 1
+        d: dict[str, Any] = {"model": model, "created_at": "2026-11-29T00:00:00Z",
+                             "response": "" if done else f"tok{i} ", "done": done}
+        if done:
+            d.update({"done_reason": "stop", "total_duration": 1, "eval_count": n - 1})
+        return json.dumps(d).encode() + b"\n"
+
+    @staticmethod
+    def chat_chunk(i: int, n: int, model: str) -> bytes:
+        done = i == n - 1
+        d: dict[str, Any] = {"model": model, "created_at": "2026-11-29T00:00:00Z",
+                             "message": {"role": "assistant", "content": "" if done else f"tok{i} "},
+                             "done": done}
+        if done:
+            d["done_reason"] = "stop"
+        return json.dumps(d).encode() + b"\n"
+
+    @staticmethod
+    def sse_chunk(i: int, n: int, model: str) -> bytes:
+        if i == n - 1:
+            return b"data: [DONE]\n\n"
+        last = i == n - 2
+        d = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
+             "choices": [{"index": 0, "delta": {} if last else {"content": f"tok{i} "},
+                          "finish_reason": "stop" if last else None}]}
+        return b"data: " + json.dumps(d).encode() + b"\n\n"
+
+    def stream_bytes(self, kind: str, model: str = "llama3") -> bytes:
+        f = {"ndjson": self.ndjson_chunk, "chat": self.chat_chunk, "sse": self.sse_chunk}[kind]
+        return b"".join(f(i, self.chunks, model) for i in range(self.chunks))
+
+    # ---- the handler ------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        seen = Seen(request.method, request.path, request.raw_path,
+                    list(request.headers.items()), body)
+        self.seen.append(seen)
+        self.received.set()
+        try:
+            return await self._answer(request, seen)
+        except asyncio.CancelledError:
+            seen.cancelled_at = time.monotonic()
+            seen.cancelled.set()
+            raise
+        finally:
+            seen.done.set()
+
+    async def _answer(self, request: web.Request, seen: Seen) -> web.StreamResponse:
+        path = request.path
+        try:
+            doc = json.loads(seen.body) if seen.body else {}
+        except ValueError:
+            doc = {}
+        model = doc.get("model", "llama3") if isinstance(doc, dict) else "llama3"
+        if self.header_delay:
+            await asyncio.sleep(self.header_delay)
+        if path in ("/api/tags", "/v1/models", "/api/version", "/"):
+            return web.json_response({"models": [{"name": "llama3:latest"}], "object": "list",
+                                      "data": [{"id": "llama3", "object": "model"}]})
+        if path == "/redirect":
+            raise web.HTTPFound("http://127.0.0.1:1/elsewhere")
+        if path == "/api/generate" or path == "/api/chat" or path == "/v1/chat/completions":
+            stream = doc.get("stream", True) if isinstance(doc, dict) else True
+            kind = {"/api/generate": "ndjson", "/api/chat": "chat"}.get(path, "sse")
+            if kind == "sse" and not stream:
+                return web.json_response({
+                    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": "hello"}}]})
+            if kind != "sse" and stream is False:
+                return web.json_response(json.loads(self.ndjson_chunk(0, 1, model)))
+            return await self._stream(request, kind, model)
+        return web.json_response({"ok": True, "path": path})
+
+    async def _stream(self, request: web.Request, kind: str, model: str) -> web.StreamResponse:
+        ctype = "text/event-stream" if kind == "sse" else "application/x-ndjson"
+        resp = web.StreamResponse(headers={"Content-Type": ctype})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        f = {"ndjson": self.ndjson_chunk, "chat": self.chat_chunk, "sse": self.sse_chunk}[kind]
+        for i in range(self.chunks):
+            if self.hold_after is not None and i == self.hold_after:
+                await self.release.wait()
+            if self.stall_after is not None and i == self.stall_after:
+                await asyncio.sleep(3600)
+            if self.reset_after is not None and i == self.reset_after:
+                assert request.transport is not None
+                request.transport.abort()
+                return resp
+            await resp.write(f(i, self.chunks, model))
+            if self.interval:
+                await asyncio.sleep(self.interval)
+        await resp.write_eof()
+        return resp
+
+
+async def _serve(port: int, interval: float) -> None:
+    up = FakeUpstream()
+    up.chunks, up.interval = 20, interval
+    await up.start(port)
+    print(f"fake upstream (Ollama NDJSON + OpenAI SSE) on {up.url}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, default=11434)
+    ap.add_argument("--interval", type=float, default=0.05)
+    a = ap.parse_args()
+    asyncio.run(_serve(a.port, a.interval))
