@@ -79,7 +79,7 @@ class Daemon:
             self.gateway.make_app(),
             handler_cancellation=True,  # a client that goes away cancels the upstream request
             access_log=None,  # the audit trail is the access log
-            shutdown_timeout=cfg.drain_timeout,
+            shutdown_timeout=5,  # our own drain (_drain) has run by then
         )
         await runner.setup()
         try:
@@ -141,6 +141,7 @@ class Daemon:
             self.cfg.drain_timeout,
         )
         await control.close()
+        await self._drain(runner)
         await runner.cleanup()
         for t in list(self._tasks):
             t.cancel()
@@ -148,6 +149,22 @@ class Daemon:
         self.audit.close()
         log.info("stopped")
         return EXIT_OK
+
+    async def _drain(self, runner: web.AppRunner) -> None:
+        """Stop accepting, let requests in flight finish for up to drain_timeout, then cut."""
+        assert self.gateway is not None
+        for site in list(runner.sites):
+            await site.stop()
+        gw = self.gateway
+        self.notifier.status(f"stopping: {gw.in_flight} request(s) draining")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gw.idle.wait(), self.cfg.drain_timeout)
+        if gw.in_flight:
+            log.warning(
+                "drain timeout: ending %d request(s) still in flight", self.streams.kill_all()
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gw.idle.wait(), 5)
 
     async def _bind(self, runner: web.AppRunner) -> list[str]:
         activated = listen_fds()

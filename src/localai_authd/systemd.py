@@ -23,6 +23,10 @@ class Notifier:
     def __init__(self) -> None:
         self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
         self._n = sdnotify.SystemdNotifier() if self.enabled else None
+        if self._n is not None and self._n.socket is not None:
+            # Never block the event loop on a full notify socket: drop the message instead
+            # (sdnotify swallows the BlockingIOError).
+            self._n.socket.setblocking(False)
 
     def notify(self, *lines: str) -> None:
         if self._n is not None:

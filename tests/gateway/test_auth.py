@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aiohttp
-
 from tests.conftest import GW, raw_request, status_of
 
 GEN = {"model": "llama3", "prompt": "hi", "stream": False}
@@ -25,13 +24,15 @@ async def test_missing_key_is_401_with_bearer_challenge_in_both_dialects(gw: GW,
 
 async def test_valid_key_passes_by_bearer_and_by_x_api_key(gw: GW, http) -> None:
     key = await gw.key()
-    async with http.post(gw.url + "/api/generate", json=GEN,
-                         headers={"Authorization": f"Bearer {key}"}) as r:
+    async with http.post(
+        gw.url + "/api/generate", json=GEN, headers={"Authorization": f"Bearer {key}"}
+    ) as r:
         assert r.status == 200, await r.text()
     async with http.post(gw.url + "/api/generate", json=GEN, headers={"x-api-key": key}) as r:
         assert r.status == 200
-    async with http.post(gw.url + "/api/generate", json=GEN,
-                         headers={"Authorization": f"bearer {key}"}) as r:
+    async with http.post(
+        gw.url + "/api/generate", json=GEN, headers={"Authorization": f"bearer {key}"}
+    ) as r:
         assert r.status == 200  # the scheme is case-insensitive (RFC 9110 §11.1)
     assert len(gw.upstream.seen) == 3
 
@@ -57,7 +58,9 @@ async def test_two_credentials_or_bad_grammar_is_400_invalid_request(gw: GW) -> 
         "x-api-key: two words\r\n",
     ]
     for hdr in cases:
-        resp = await raw_request(gw.port, f"GET /api/tags HTTP/1.1\r\nHost: x\r\n{hdr}\r\n".encode())
+        resp = await raw_request(
+            gw.port, f"GET /api/tags HTTP/1.1\r\nHost: x\r\n{hdr}\r\n".encode()
+        )
         assert status_of(resp) == 400, (hdr, resp)
         assert b'error="invalid_request"' in resp
         assert key.encode() not in resp
@@ -65,8 +68,11 @@ async def test_two_credentials_or_bad_grammar_is_400_invalid_request(gw: GW) -> 
 
 
 async def test_non_ascii_credentials_are_401_not_500(gw: GW) -> None:
-    for value in ("Bearer sk_local_\xe9\xe9\xe9".encode("latin-1"), "Bearer ключ".encode(),
-                  b"Bearer \xff\xfe\xfd"):
+    for value in (
+        "Bearer sk_local_\xe9\xe9\xe9".encode("latin-1"),
+        "Bearer ключ".encode(),
+        b"Bearer \xff\xfe\xfd",
+    ):
         req = b"GET /api/tags HTTP/1.1\r\nHost: x\r\nAuthorization: " + value + b"\r\n\r\n"
         resp = await raw_request(gw.port, req)
         assert status_of(resp) in (400, 401), resp  # never a 500
@@ -80,8 +86,10 @@ async def test_unsupported_scheme_is_401(gw: GW, http) -> None:
 
 
 async def test_expect_100_continue_without_key_gets_401_and_no_100(gw: GW) -> None:
-    req = (b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           b"Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n")
+    req = (
+        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n"
+    )
     resp = await raw_request(gw.port, req)
     assert resp.startswith(b"HTTP/1.1 401"), resp[:100]
     assert b"100 Continue" not in resp
@@ -95,9 +103,11 @@ async def test_expect_100_continue_with_key_continues_then_forwards(gw: GW) -> N
     key = await gw.key()
     body = json.dumps(GEN).encode()
     r, w = await asyncio.open_connection("127.0.0.1", gw.port)
-    w.write(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n".encode()
-            + b"Expect: 100-continue\r\n\r\n")
+    w.write(
+        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n".encode()
+        + b"Expect: 100-continue\r\n\r\n"
+    )
     await w.drain()
     first = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
     assert first.startswith(b"HTTP/1.1 100 Continue")
@@ -130,15 +140,19 @@ async def test_rotation_with_grace_then_without(gw: GW, http) -> None:
 
 async def test_imported_static_secret_works(gw: GW, http) -> None:
     await gw.store.import_secret("legacy", "my-old-static-key-0123456789")
-    async with http.get(gw.url + "/api/tags",
-                        headers={"Authorization": "Bearer my-old-static-key-0123456789"}) as r:
+    async with http.get(
+        gw.url + "/api/tags", headers={"Authorization": "Bearer my-old-static-key-0123456789"}
+    ) as r:
         assert r.status == 200
-    async with http.get(gw.url + "/api/tags",
-                        headers={"Authorization": "Bearer my-old-static-key-0123456788"}) as r:
+    async with http.get(
+        gw.url + "/api/tags", headers={"Authorization": "Bearer my-old-static-key-0123456788"}
+    ) as r:
         assert r.status == 401
 
 
 async def test_client_errors_with_real_aiohttp_client_are_not_500(gw: GW) -> None:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(gw.url + "/api/tags", headers={"x-api-key": ""}) as r:
-            assert r.status in (400, 401)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(gw.url + "/api/tags", headers={"x-api-key": ""}) as r,
+    ):
+        assert r.status in (400, 401)

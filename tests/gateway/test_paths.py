@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tests.conftest import GW, raw_request, status_of
 
 from localai_authd.gateway import routes
-from tests.conftest import GW, raw_request, status_of
 
 AMBIGUOUS = [
     "/api/../api/pull",
@@ -81,8 +81,10 @@ def test_select_upstream_by_longest_prefix() -> None:
 @pytest.mark.parametrize("target", AMBIGUOUS)
 async def test_gateway_answers_400_and_never_forwards(gw: GW, target: str) -> None:
     key = await gw.key()
-    req = (f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-           "Content-Length: 2\r\n\r\n{}").encode("latin-1")
+    req = (
+        f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Length: 2\r\n\r\n{}"
+    ).encode("latin-1")
     resp = await raw_request(gw.port, req)
     assert status_of(resp) == 400, resp[:200]
     assert gw.upstream.seen == []
@@ -95,8 +97,11 @@ async def test_connect_and_bad_versions(gw: GW) -> None:
     for version in (b"HTTP/1.2", b"HTTP/2.0", b"HTTP/0.9"):
         resp = await raw_request(
             gw.port,
-            b"GET /api/tags " + version + b"\r\nHost: x\r\nAuthorization: Bearer "
-            + key.encode() + b"\r\n\r\n",
+            b"GET /api/tags "
+            + version
+            + b"\r\nHost: x\r\nAuthorization: Bearer "
+            + key.encode()
+            + b"\r\n\r\n",
         )
         assert status_of(resp) in (400, 505), (version, resp[:100])
     assert gw.upstream.seen == []
@@ -104,8 +109,9 @@ async def test_connect_and_bad_versions(gw: GW) -> None:
 
 async def test_host_header_never_picks_the_upstream(gw: GW, http) -> None:
     key = await gw.key()
-    async with http.get(gw.url + "/api/tags", headers={"Authorization": f"Bearer {key}",
-                                                     "Host": "evil.example:80"}) as r:
+    async with http.get(
+        gw.url + "/api/tags", headers={"Authorization": f"Bearer {key}", "Host": "evil.example:80"}
+    ) as r:
         assert r.status == 200
     seen = dict((k.lower(), v) for k, v in gw.upstream.seen[0].headers)
     assert seen["host"] == f"127.0.0.1:{gw.upstream.port}"
@@ -114,8 +120,10 @@ async def test_host_header_never_picks_the_upstream(gw: GW, http) -> None:
 
 async def test_percent_encoded_admin_path_still_needs_admin(gw: GW) -> None:
     key = await gw.key()  # inference only
-    req = (f"POST /api/%70ull HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-           "Content-Length: 2\r\n\r\n{}").encode()
+    req = (
+        f"POST /api/%70ull HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Length: 2\r\n\r\n{}"
+    ).encode()
     resp = await raw_request(gw.port, req)
     assert status_of(resp) == 403
     assert b"scope_missing:admin" in resp

@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
-from localai_authd.gateway import headers, policy
 from tests.conftest import GW
+
+from localai_authd.gateway import headers, policy
 
 
 async def test_admin_routes_need_the_admin_scope(gw: GW, http) -> None:
     user = await gw.key("user")
     admin = await gw.key("ops", scopes=("inference", "admin"))
-    for method, path in [("POST", "/api/pull"), ("POST", "/api/create"), ("POST", "/api/push"),
-                         ("POST", "/api/copy"), ("DELETE", "/api/delete"),
-                         ("POST", "/api/blobs/sha256:00")]:
-        async with http.request(method, gw.url + path, json={"model": "llama3"},
-                                headers={"Authorization": f"Bearer {user}"}) as r:
+    for method, path in [
+        ("POST", "/api/pull"),
+        ("POST", "/api/create"),
+        ("POST", "/api/push"),
+        ("POST", "/api/copy"),
+        ("DELETE", "/api/delete"),
+        ("POST", "/api/blobs/sha256:00"),
+    ]:
+        async with http.request(
+            method,
+            gw.url + path,
+            json={"model": "llama3"},
+            headers={"Authorization": f"Bearer {user}"},
+        ) as r:
             assert r.status == 403, path
             assert (await r.json())["error"].endswith("(scope_missing:admin)")
     assert gw.upstream.seen == []
-    async with http.post(gw.url + "/api/pull", json={"model": "llama3"},
-                         headers={"Authorization": f"Bearer {admin}"}) as r:
+    async with http.post(
+        gw.url + "/api/pull", json={"model": "llama3"}, headers={"Authorization": f"Bearer {admin}"}
+    ) as r:
         assert r.status == 200
     admin_only = await gw.key("adm", scopes=("admin",))
-    async with http.post(gw.url + "/api/chat", json={"model": "llama3"},
-                         headers={"Authorization": f"Bearer {admin_only}"}) as r:
+    async with http.post(
+        gw.url + "/api/chat",
+        json={"model": "llama3"},
+        headers={"Authorization": f"Bearer {admin_only}"},
+    ) as r:
         assert r.status == 403
 
 
@@ -43,11 +57,13 @@ async def test_unknown_routes_are_denied_after_auth(gw: GW, http) -> None:
 async def test_model_globs(gw: GW, http) -> None:
     key = await gw.key("limited", models=("llama3*",))
     h = {"Authorization": f"Bearer {key}"}
-    async with http.post(gw.url + "/api/generate", json={"model": "llama3:8b", "stream": False},
-                         headers=h) as r:
+    async with http.post(
+        gw.url + "/api/generate", json={"model": "llama3:8b", "stream": False}, headers=h
+    ) as r:
         assert r.status == 200
-    async with http.post(gw.url + "/v1/chat/completions", json={"model": "mistral"},
-                         headers=h) as r:
+    async with http.post(
+        gw.url + "/v1/chat/completions", json={"model": "mistral"}, headers=h
+    ) as r:
         assert r.status == 403
         assert (await r.json())["error"]["code"] == "model_not_allowed"
     async with http.post(gw.url + "/api/generate", data=b"not json", headers=h) as r:
@@ -86,8 +102,18 @@ async def test_upstream_never_sees_credentials_or_hop_by_hop(gw: GW) -> None:
     assert status_of(resp) == 200
     seen = gw.upstream.seen[0]
     names = {k.lower() for k, _ in seen.headers}
-    for gone in ("authorization", "proxy-authorization", "cookie", "x_api_key", "x-secret-hop",
-                 "keep-alive", "te", "upgrade", "x-real-ip", "forwarded"):
+    for gone in (
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x_api_key",
+        "x-secret-hop",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "x-real-ip",
+        "forwarded",
+    ):
         assert gone not in names, gone
     values = dict((k.lower(), v) for k, v in seen.headers)
     assert values["x-forwarded-for"] == "127.0.0.1"
@@ -98,8 +124,15 @@ async def test_upstream_never_sees_credentials_or_hop_by_hop(gw: GW) -> None:
 
 
 def test_headers_to_client_drop_hop_by_hop() -> None:
-    out = headers.to_client([("Content-Type", "a"), ("Connection", "close, X-Y"), ("X-Y", "1"),
-                             ("Transfer-Encoding", "chunked"), ("Server", "up")])
+    out = headers.to_client(
+        [
+            ("Content-Type", "a"),
+            ("Connection", "close, X-Y"),
+            ("X-Y", "1"),
+            ("Transfer-Encoding", "chunked"),
+            ("Server", "up"),
+        ]
+    )
     assert out == [("Content-Type", "a")]
 
 
@@ -126,7 +159,6 @@ async def test_body_limit_from_content_length_and_from_chunked(gw: GW) -> None:
     assert status_of(resp) == 413  # decided before reading: no body was sent at all
     chunk = b"x" * 3000
     body = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk, len(chunk), chunk)
-    resp = await raw_request(gw.port, (head + "Transfer-Encoding: chunked\r\n\r\n").encode()
-                             + body)
+    resp = await raw_request(gw.port, (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + body)
     assert status_of(resp) == 413
     assert gw.upstream.seen == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ollama
 import openai
 import pytest
-
 from tests.conftest import GW
 
 
@@ -26,8 +25,9 @@ async def test_openai_streaming_chat_with_a_key(gw: GW) -> None:
 
 
 async def test_openai_shows_our_401_message(gw: GW) -> None:
-    client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="wrong-key-000000000000",
-                                max_retries=0)
+    client = openai.AsyncOpenAI(
+        base_url=gw.url + "/v1", api_key="wrong-key-000000000000", max_retries=0
+    )
     with pytest.raises(openai.AuthenticationError) as e:
         await client.chat.completions.create(model="llama3", messages=[])
     await client.close()
@@ -38,8 +38,9 @@ async def test_openai_shows_our_401_message(gw: GW) -> None:
 async def test_ollama_streaming_generate_with_a_key(gw: GW) -> None:
     key = await gw.key()
     client = ollama.AsyncClient(host=gw.url, headers={"Authorization": f"Bearer {key}"})
-    parts = [p.response async for p in await client.generate(model="llama3", prompt="hi",
-                                                              stream=True)]
+    parts = [
+        p.response async for p in await client.generate(model="llama3", prompt="hi", stream=True)
+    ]
     await client.close()
     assert "".join(parts) == "".join(f"tok{i} " for i in range(gw.upstream.chunks - 1))
 

@@ -8,7 +8,6 @@ import time
 
 import aiohttp
 import pytest
-
 from tests.conftest import GW
 
 
@@ -16,10 +15,13 @@ def _h(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.mark.parametrize(("path", "kind"), [("/api/generate", "ndjson"), ("/api/chat", "chat"),
-                                            ("/v1/chat/completions", "sse")])
-async def test_first_chunk_arrives_while_upstream_holds_the_second(gw: GW, http, path: str,
-                                                                   kind: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("/api/generate", "ndjson"), ("/api/chat", "chat"), ("/v1/chat/completions", "sse")],
+)
+async def test_first_chunk_arrives_while_upstream_holds_the_second(
+    gw: GW, http, path: str, kind: str
+) -> None:
     key = await gw.key()
     gw.upstream.hold_after = 1
     body = {"model": "llama3", "prompt": "hi", "messages": [], "stream": True}
@@ -27,8 +29,11 @@ async def test_first_chunk_arrives_while_upstream_holds_the_second(gw: GW, http,
         assert r.status == 200
         first = await asyncio.wait_for(r.content.readany(), 3)
         # The upstream is still holding chunk 2: what we have is exactly chunk 1.
-        f = {"ndjson": gw.upstream.ndjson_chunk, "chat": gw.upstream.chat_chunk,
-             "sse": gw.upstream.sse_chunk}[kind]
+        f = {
+            "ndjson": gw.upstream.ndjson_chunk,
+            "chat": gw.upstream.chat_chunk,
+            "sse": gw.upstream.sse_chunk,
+        }[kind]
         assert first == f(0, gw.upstream.chunks, "llama3")
         gw.upstream.release.set()
         rest = await asyncio.wait_for(r.read(), 3)
@@ -60,8 +65,9 @@ async def test_client_disconnect_cancels_upstream_within_a_second(gw: GW) -> Non
 async def test_upstream_refused_is_502(gw: GW, http, upstream) -> None:
     key = await gw.key()
     await upstream.stop()
-    async with http.post(gw.url + "/v1/chat/completions", json={"model": "m"},
-                         headers=_h(key)) as r:
+    async with http.post(
+        gw.url + "/v1/chat/completions", json={"model": "m"}, headers=_h(key)
+    ) as r:
         assert r.status == 502
         err = (await r.json())["error"]
         assert err["code"] == "upstream_unreachable" and "cannot reach" in err["message"]
@@ -80,16 +86,16 @@ async def test_first_byte_timeout_is_504_and_daemon_keeps_serving(gw: GW, http) 
 
 
 @pytest.mark.parametrize("failure", ["stall", "reset"])
-async def test_mid_stream_failure_ends_the_client_stream_as_an_error(gw: GW, http,
-                                                                     failure: str) -> None:
+async def test_mid_stream_failure_ends_the_client_stream_as_an_error(
+    gw: GW, http, failure: str
+) -> None:
     key = await gw.key()
     if failure == "stall":
         gw.upstream.stall_after = 2  # idle_timeout is 1s in the test config
     else:
         gw.upstream.reset_after = 2
     got = b""
-    async with http.post(gw.url + "/api/generate", json={"model": "llama3"},
-                         headers=_h(key)) as r:
+    async with http.post(gw.url + "/api/generate", json={"model": "llama3"}, headers=_h(key)) as r:
         assert r.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             async for chunk in r.content.iter_any():
@@ -106,8 +112,7 @@ async def test_mid_stream_failure_ends_the_client_stream_as_an_error(gw: GW, htt
 async def test_kill_streams_on_revoke_ends_the_stream(gw: GW, http) -> None:
     key = await gw.key("victim")
     gw.upstream.hold_after = 1
-    async with http.post(gw.url + "/api/generate", json={"model": "llama3"},
-                         headers=_h(key)) as r:
+    async with http.post(gw.url + "/api/generate", json={"model": "llama3"}, headers=_h(key)) as r:
         await asyncio.wait_for(r.content.readany(), 3)
         ident = await gw.store.revoke("victim")
         assert gw.streams.kill(ident.kid) == 1
@@ -121,8 +126,7 @@ async def test_kill_streams_on_revoke_ends_the_stream(gw: GW, http) -> None:
 
 async def test_one_audit_record_per_request_and_no_secret(gw: GW, http) -> None:
     key = await gw.key()
-    async with http.post(gw.url + "/api/generate", json={"model": "llama3"},
-                         headers=_h(key)) as r:
+    async with http.post(gw.url + "/api/generate", json={"model": "llama3"}, headers=_h(key)) as r:
         body = await r.read()
     async with http.get(gw.url + "/api/tags", headers=_h(key + "garbage")) as r:
         assert r.status == 401

@@ -29,7 +29,6 @@ from .streams import StreamRegistry
 
 log = logging.getLogger("localai_authd.gateway")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
-_CTX: web.RequestKey[Ctx] = web.RequestKey("localai_authd.ctx", "Ctx")
 
 
 @dataclass
@@ -51,6 +50,9 @@ class Ctx:
     audited: bool = False
 
 
+_CTX: web.RequestKey[Ctx] = web.RequestKey("localai_authd.ctx", Ctx)
+
+
 class Gateway:
     def __init__(self, cfg: Config, store: KeyStore, audit: Audit, streams: StreamRegistry) -> None:
         self.cfg = cfg
@@ -59,6 +61,8 @@ class Gateway:
         self.streams = streams
         self._session: aiohttp.ClientSession | None = None
         self.in_flight = 0
+        self.idle = asyncio.Event()  # set while no request is in flight (for the drain)
+        self.idle.set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -74,9 +78,7 @@ class Gateway:
         app = web.Application(client_max_size=self.cfg.max_body_bytes, middlewares=[everything])
         app[GATEWAY] = self
         # [\s\S], not ".": a decoded %0a must reach our checks (and its 400), not the router.
-        app.router.add_route(
-            "*", r"/{tail:[\s\S]*}", self.handle, expect_handler=self.expect
-        )
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle, expect_handler=self.expect)
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)
         return app
@@ -192,6 +194,7 @@ class Gateway:
             if task is not None:
                 self.streams.add(kid, task)
             self.in_flight += 1
+            self.idle.clear()
             body = await self._body(request, ctx)
             decision = policy.decide_models(ctx.identity.models, ctx.models)
             if not decision.allowed:
@@ -222,7 +225,7 @@ class Gateway:
         except asyncio.CancelledError:
             killed = task is not None and task in self.streams.killed
             ctx.out.outcome = "killed" if killed else "client_disconnected"
-            ctx.out.reason = "key_revoked" if killed else "client_went_away"
+            ctx.out.reason = "killed" if killed else "client_went_away"
             if killed and request.transport is not None:
                 request.transport.close()  # the client sees its stream end as an error
             raise
@@ -230,6 +233,8 @@ class Gateway:
             if kid is not None and task is not None:
                 self.streams.discard(kid, task)
                 self.in_flight -= 1
+                if not self.in_flight:
+                    self.idle.set()
             self._audit(request, ctx)
 
     async def _body(self, request: web.Request, ctx: Ctx) -> bytes | AsyncIterator[bytes] | None:

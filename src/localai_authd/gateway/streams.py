@@ -30,6 +30,10 @@ class StreamRegistry:
             t.cancel()
         return len(tasks)
 
+    def kill_all(self) -> int:
+        """Cancel every request in flight (the end of a bounded drain)."""
+        return sum(self.kill(kid) for kid in list(self._by_kid))
+
     def count(self, kid: str | None = None) -> int:
         if kid is not None:
             return len(self._by_kid.get(kid, ()))

@@ -1,0 +1,124 @@
+"""Keys through a real daemon process, driven by authctl: the operator's whole story."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.daemon_harness import Daemon
+from tests.fakeupstream import FakeUpstream
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[Daemon]:
+    d = Daemon(upstream.url, tmp_path / "state")
+    await d.start()
+    yield d
+    try:
+        await d.stop()
+    finally:
+        d.close()
+
+
+async def _status(url: str, key: str) -> int:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(url + "/api/tags", headers={"Authorization": f"Bearer {key}"}) as r,
+    ):
+        return r.status
+
+
+async def test_create_rotate_with_grace_revoke(daemon: Daemon) -> None:
+    code, out, _err = await daemon.authctl("create", "laptop")
+    assert code == 0
+    key = next(w for w in out.split() if w.startswith("sk_local_"))
+    assert await _status(daemon.url, key) == 200
+    rotated = await daemon.authctl_json("rotate", "laptop", "--grace", "2s")
+    new = rotated["key"]
+    assert await _status(daemon.url, key) == 200 and await _status(daemon.url, new) == 200
+    await asyncio.sleep(2.5)  # past the grace period
+    assert await _status(daemon.url, key) == 401 and await _status(daemon.url, new) == 200
+    await daemon.authctl("revoke", "laptop")
+    assert await _status(daemon.url, new) == 401  # the very next request
+    shown = await daemon.authctl_json("show", "laptop")
+    assert shown["state"] == "revoked" and "key" not in shown
+
+
+async def test_revoke_kill_streams_ends_a_stream_in_flight(
+    daemon: Daemon, upstream: FakeUpstream
+) -> None:
+    key = (await daemon.authctl_json("create", "victim"))["key"]
+    other = (await daemon.authctl_json("create", "bystander"))["key"]
+    upstream.hold_after = 1
+    async with aiohttp.ClientSession() as s:
+        r1 = await s.post(
+            daemon.url + "/api/generate",
+            json={"model": "m"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        r2 = await s.post(
+            daemon.url + "/api/generate",
+            json={"model": "m"},
+            headers={"Authorization": f"Bearer {other}"},
+        )
+        await asyncio.wait_for(r1.content.readany(), 5)
+        await asyncio.wait_for(r2.content.readany(), 5)
+        result = await daemon.authctl_json("revoke", "victim", "--kill-streams")
+        assert result["streams_killed"] == 1
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await asyncio.wait_for(r1.read(), 5)
+        upstream.release.set()
+        rest = await asyncio.wait_for(r2.read(), 5)  # another key's stream is untouched
+        assert rest.endswith(upstream.ndjson_chunk(upstream.chunks - 1, upstream.chunks, "m"))
+        r1.close()
+        r2.close()
+    assert '"outcome":"killed"' in daemon.stderr()
+
+
+async def test_sigkill_during_rotations_loses_nothing(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    d = Daemon(upstream.url, tmp_path / "state")
+    names = [f"k{i}" for i in range(4)]
+    reported: dict[str, str] = {}
+    rng = random.Random(7)
+    try:
+        await d.start()
+        for n in names:
+            reported[n] = (await d.authctl_json("create", n))["key"]
+        for _round in range(3):  # bounded: three crashes
+
+            async def rotate_loop() -> None:
+                i = 0
+                while True:
+                    n = names[i % len(names)]
+                    i += 1
+                    code, out, _ = await d.authctl(
+                        "--json", "rotate", n, "--grace", "1h", check=False
+                    )
+                    if code != 0:
+                        return  # the daemon is gone
+                    import json
+
+                    reported[n] = json.loads(out)["key"]
+
+            loop_task = asyncio.create_task(rotate_loop())
+            await asyncio.sleep(rng.uniform(0.3, 1.2))
+            assert d.proc is not None
+            d.proc.kill()  # SIGKILL, mid-rotation
+            await d.proc.wait()
+            await asyncio.wait_for(loop_task, 30)
+            await d.start()
+            listed = await d.authctl_json("list")
+            assert sorted(k["name"] for k in listed["keys"]) == names
+            for n in names:
+                assert await _status(d.url, reported[n]) == 200, n
+    finally:
+        await d.stop(signal.SIGTERM)
+        d.close()
