@@ -70,8 +70,12 @@ class FakeUpstream:
     @staticmethod
     def ndjson_chunk(i: int, n: int, model: str) -> bytes:
         done = i == n - 1
-        d: dict[str, Any] = {"model": model, "created_at": "2026-11-29T00:00:00Z",
-                             "response": "" if done else f"tok{i} ", "done": done}
+        d: dict[str, Any] = {
+            "model": model,
+            "created_at": "2026-11-29T00:00:00Z",
+            "response": "" if done else f"tok{i} ",
+            "done": done,
+        }
         if done:
             d.update({"done_reason": "stop", "total_duration": 1, "eval_count": n - 1})
         return json.dumps(d).encode() + b"\n"
@@ -79,9 +83,12 @@ class FakeUpstream:
     @staticmethod
     def chat_chunk(i: int, n: int, model: str) -> bytes:
         done = i == n - 1
-        d: dict[str, Any] = {"model": model, "created_at": "2026-11-29T00:00:00Z",
-                             "message": {"role": "assistant", "content": "" if done else f"tok{i} "},
-                             "done": done}
+        d: dict[str, Any] = {
+            "model": model,
+            "created_at": "2026-11-29T00:00:00Z",
+            "message": {"role": "assistant", "content": "" if done else f"tok{i} "},
+            "done": done,
+        }
         if done:
             d["done_reason"] = "stop"
         return json.dumps(d).encode() + b"\n"
@@ -91,9 +98,19 @@ class FakeUpstream:
         if i == n - 1:
             return b"data: [DONE]\n\n"
         last = i == n - 2
-        d = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
-             "choices": [{"index": 0, "delta": {} if last else {"content": f"tok{i} "},
-                          "finish_reason": "stop" if last else None}]}
+        d = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {} if last else {"content": f"tok{i} "},
+                    "finish_reason": "stop" if last else None,
+                }
+            ],
+        }
         return b"data: " + json.dumps(d).encode() + b"\n\n"
 
     def stream_bytes(self, kind: str, model: str = "llama3") -> bytes:
@@ -104,8 +121,9 @@ class FakeUpstream:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        seen = Seen(request.method, request.path, request.raw_path,
-                    list(request.headers.items()), body)
+        seen = Seen(
+            request.method, request.path, request.raw_path, list(request.headers.items()), body
+        )
         self.seen.append(seen)
         self.received.set()
         try:
@@ -127,18 +145,34 @@ class FakeUpstream:
         if self.header_delay:
             await asyncio.sleep(self.header_delay)
         if path in ("/api/tags", "/v1/models", "/api/version", "/"):
-            return web.json_response({"models": [{"name": "llama3:latest"}], "object": "list",
-                                      "data": [{"id": "llama3", "object": "model"}]})
+            return web.json_response(
+                {
+                    "models": [{"name": "llama3:latest"}],
+                    "object": "list",
+                    "data": [{"id": "llama3", "object": "model"}],
+                }
+            )
         if path == "/redirect":
             raise web.HTTPFound("http://127.0.0.1:1/elsewhere")
         if path == "/api/generate" or path == "/api/chat" or path == "/v1/chat/completions":
             stream = doc.get("stream", True) if isinstance(doc, dict) else True
             kind = {"/api/generate": "ndjson", "/api/chat": "chat"}.get(path, "sse")
             if kind == "sse" and not stream:
-                return web.json_response({
-                    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": "hello"}}]})
+                return web.json_response(
+                    {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion",
+                        "created": 1,
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": "hello"},
+                            }
+                        ],
+                    }
+                )
             if kind != "sse" and stream is False:
                 return web.json_response(json.loads(self.ndjson_chunk(0, 1, model)))
             return await self._stream(request, kind, model)
