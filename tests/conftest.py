@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,31 +63,64 @@ class GW:
         return (await self.store.create(name, **kw)).key
 
 
-def gateway_config(upstream_url: str, **server: Any) -> config.Config:
-    return config.build(
-        {
-            "server": server,
-            "upstream": [{"url": upstream_url, "first_byte_timeout": 3, "idle_timeout": 1}],
-        },
-        "<test>",
-    )
+def gateway_config(
+    upstream_url: str,
+    tokens: dict[str, Any] | None = None,
+    listener: dict[str, Any] | None = None,
+    **server: Any,
+) -> config.Config:
+    doc: dict[str, Any] = {
+        "server": server,
+        "upstream": [{"url": upstream_url, "first_byte_timeout": 3, "idle_timeout": 1}],
+        "tokens": tokens or {},
+    }
+    if listener is not None:
+        doc["listener"] = [listener]
+    else:
+        doc["server"] = {"listen": ["127.0.0.1:1"], **server}
+    return config.build(doc, "<test>")
+
+
+GwFactory = Callable[..., Awaitable[GW]]
 
 
 @pytest.fixture
-async def gw(tmp_path: Path, upstream: FakeUpstream, store: KeyStore) -> AsyncIterator[GW]:
-    audit_path = tmp_path / "audit.jsonl"
-    audit = Audit(audit_path, to_log=False)
-    streams = StreamRegistry()
-    gateway = Gateway(gateway_config(upstream.url, max_body_bytes=4096), store, audit, streams)
-    runner = web.AppRunner(gateway.make_app(), handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield GW(f"http://127.0.0.1:{port}", port, store, gateway, audit_path, upstream, streams)
+async def make_gw(
+    tmp_path: Path, upstream: FakeUpstream, store: KeyStore
+) -> AsyncIterator[GwFactory]:
+    """Start gateways with a given config; each listens on 127.0.0.1, optionally with TLS."""
+    runners: list[web.AppRunner] = []
+    audits: list[Audit] = []
+
+    async def start(ssl_context: Any = None, **cfg_kw: Any) -> GW:
+        audit_path = tmp_path / f"audit{len(audits)}.jsonl"
+        audit = Audit(audit_path, to_log=False)
+        audits.append(audit)
+        streams = StreamRegistry()
+        cfg_kw.setdefault("max_body_bytes", 4096)
+        gateway = Gateway(gateway_config(upstream.url, **cfg_kw), store, audit, streams)
+        runner = web.AppRunner(gateway.make_app(0), handler_cancellation=True, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        scheme = "https" if ssl_context else "http"
+        return GW(
+            f"{scheme}://127.0.0.1:{port}", port, store, gateway, audit_path, upstream, streams
+        )
+
+    yield start
     upstream.release.set()
-    await runner.cleanup()
-    audit.close()
+    for r in runners:
+        await r.cleanup()
+    for a in audits:
+        a.close()
+
+
+@pytest.fixture
+async def gw(make_gw: GwFactory) -> GW:
+    return await make_gw()
 
 
 @pytest.fixture

@@ -94,6 +94,17 @@ class Daemon:
     def stderr(self) -> str:
         return self.stderr_path.read_text() if self.stderr_path else ""
 
+    async def wait_log(self, text: str, timeout: float = 5) -> str:
+        """The daemon's stderr once it contains ``text`` (records land after the response)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            out = self.stderr()
+            if text in out:
+                return out
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{text!r} not in the daemon's log within {timeout}s")
+
     def _drain(self) -> None:
         assert self.notify is not None
         while True:

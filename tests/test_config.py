@@ -23,7 +23,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     sections: dict[str, set[str]] = {}
     current = None
     for line in text.splitlines():
-        m = re.match(r"^\[\[?(\w+)\]\]?$", line.strip())
+        m = re.match(r"^#?\[\[?(\w+)\]\]?$", line.strip())
         if m:
             current = m.group(1)
             sections.setdefault(current, set())
@@ -68,7 +68,8 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_non_loopback_listener_is_refused_with_the_fix() -> None:
     with pytest.raises(ConfigError) as e:
         config.build({"server": {"listen": ["0.0.0.0:11435"]}}, "x")
-    assert "is not loopback" in e.value.problems[0] and "127.0.0.1" in e.value.problems[0]
+    assert "is not loopback and has no TLS" in e.value.problems[0]
+    assert "tls_cert" in e.value.problems[0] and "127.0.0.1" in e.value.problems[0]
     ok = config.build({"server": {"listen": ["[::1]:11435", "127.0.0.2:1"]}}, "x")
     assert all(x.is_loopback for x in ok.listen)
 

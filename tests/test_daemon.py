@@ -57,8 +57,9 @@ async def test_create_a_key_and_stream_through_the_real_process(
     ):
         assert r.status == 200
         assert await r.read() == upstream.stream_bytes("ndjson")
-    assert key not in daemon.stderr()  # the audit lines in the log carry no secret
-    assert '"key":"laptop"' in daemon.stderr()
+    log = await daemon.wait_log('"path":"/api/generate"')
+    assert '"key":"laptop"' in log
+    assert key not in log  # the audit lines in the log carry no secret
 
 
 async def test_sigterm_drains_streams_in_flight(daemon: Daemon, upstream: FakeUpstream) -> None:

@@ -78,7 +78,7 @@ async def test_revoke_kill_streams_ends_a_stream_in_flight(
         assert rest.endswith(upstream.ndjson_chunk(upstream.chunks - 1, upstream.chunks, "m"))
         r1.close()
         r2.close()
-    assert '"outcome":"killed"' in daemon.stderr()
+    await daemon.wait_log('"outcome":"killed"')
 
 
 async def test_sigkill_during_rotations_loses_nothing(

@@ -1,42 +1,80 @@
 """TOML → frozen dataclasses. Every key validated; every problem collected, then one ConfigError.
 
-The schema below is the single list of config keys: the example config
-(packaging/config.toml) must document each of them, and a test holds it to that.
+The keys and their converters are in :mod:`configschema`; this module assembles them and
+enforces the rules that span keys (exposure: beyond loopback only with TLS).
 """
 
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .durations import parse_duration
+from .configschema import (
+    ARRAY_SECTIONS,
+    SCHEMA,
+    ListenAddress,
+    parse_listen,
+    parse_upstream_url,
+)
+from .configschema import _keyring_backend as parse_keyring_backend
+from .configschema import _listen_list as parse_listen_list
+from .configschema import _path as parse_path
 from .errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:11435"
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
 DEFAULT_STATE_DIR = "/var/lib/localai-authd"
 DEFAULT_SOCKET = "/run/localai-authd/control.sock"
-LOG_LEVELS = ("debug", "info", "warning", "error")
+__all__ = [
+    "TLS",
+    "Config",
+    "ListenAddress",
+    "Listener",
+    "Tokens",
+    "Upstream",
+    "build",
+    "load",
+    "parse_listen",
+]
+
+
+@dataclass(frozen=True)
+class TLS:
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+    client_crl: Path | None = None
+    client_cert: str = "off"  # off | optional | required
+    client_identity: str = "cn"  # which part of a client certificate names its identity
+    require_key_with_cert: bool = False  # the highest setting: certificate AND key
 
 
 @dataclass(frozen=True)
 class Listener:
-    host: str
-    port: int
+    address: ListenAddress
+    tls: TLS | None = None
+    basic_auth: bool = True
+
+    @property
+    def host(self) -> str:
+        return self.address.host
+
+    @property
+    def port(self) -> int:
+        return self.address.port
 
     @property
     def is_loopback(self) -> bool:
-        return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+        return self.address.is_loopback
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return ("https://" if self.tls else "http://") + str(self.address)
 
 
 @dataclass(frozen=True)
@@ -53,9 +91,18 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class Tokens:
+    exchange: bool = True  # a key holder may trade its key for a token at the gateway
+    default_ttl: float = 3600.0
+    max_ttl: float = 86400.0
+    leeway: float = 30.0  # clock skew tolerated on expiry
+
+
+@dataclass(frozen=True)
 class Config:
-    listen: tuple[Listener, ...] = (Listener("127.0.0.1", 11435),)
+    listen: tuple[Listener, ...] = (Listener(ListenAddress("127.0.0.1", 11435)),)
     upstreams: tuple[Upstream, ...] = (Upstream(DEFAULT_UPSTREAM),)
+    tokens: Tokens = Tokens()
     max_body_bytes: int = 32 * 1024 * 1024
     max_upload_bytes: int = 64 * 1024**3
     drain_timeout: float = 30.0
@@ -71,154 +118,6 @@ class Config:
     log_level: str = "info"
     source: str = "<defaults>"
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-# ---- the schema ---------------------------------------------------------------------------
-# section -> key -> converter(value) -> python value (raise ValueError with a user message)
-
-
-def _str(v: Any) -> str:
-    if not isinstance(v, str):
-        raise ValueError(f"expected a string, got {type(v).__name__}")
-    return v
-
-
-def _bool(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {v!r}")
-    return v
-
-
-def _size(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ValueError(f"expected a positive number of bytes, got {v!r}")
-    return v
-
-
-def _duration(v: Any) -> float:
-    if not isinstance(v, str | int | float) or isinstance(v, bool):
-        raise ValueError(f'expected a duration like "30s" or "10m", got {v!r}')
-    return parse_duration(v)
-
-
-def _positive_duration(v: Any) -> float:
-    d = _duration(v)
-    if d <= 0:
-        raise ValueError("must be more than zero")
-    return d
-
-
-def parse_listen(v: Any) -> Listener:
-    s = _str(v).strip()
-    host, sep, port_s = s.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"expected HOST:PORT like 127.0.0.1:11435 or [::1]:11435, got {s!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host != "localhost":
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IP address (or localhost)") from None
-    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
-        raise ValueError(f"port must be 1-65535, got {port_s!r}")
-    return Listener(host, int(port_s))
-
-
-def _listen_list(v: Any) -> tuple[Listener, ...]:
-    items = [v] if isinstance(v, str) else v
-    if not isinstance(items, list) or not items:
-        raise ValueError("expected a list of HOST:PORT strings")
-    return tuple(parse_listen(x) for x in items)
-
-
-def parse_upstream_url(v: Any) -> str:
-    s = _str(v).strip()
-    u = urlsplit(s)
-    if u.scheme not in ("http", "https"):
-        raise ValueError(f"expected an http:// or https:// URL, got {s!r}")
-    if not u.hostname:
-        raise ValueError(f"the URL {s!r} has no host")
-    if u.username or u.password:
-        raise ValueError("no credentials in the URL: they would end up in logs")
-    if u.path not in ("", "/") or u.query or u.fragment:
-        raise ValueError(f"give scheme://host:port only (no path or query), got {s!r}")
-    try:
-        _ = u.port
-    except ValueError:
-        raise ValueError(f"bad port in {s!r}") from None
-    return f"{u.scheme}://{u.netloc}"
-
-
-def _prefix(v: Any) -> str:
-    s = _str(v)
-    if s in ("", "/"):
-        return ""
-    if not s.startswith("/") or s.endswith("/") or "//" in s or ".." in s:
-        raise ValueError(f'expected "" or a path like "/gpu2" (no trailing slash), got {s!r}')
-    if not all(c.isalnum() or c in "/-_." for c in s):
-        raise ValueError(f"use only letters, digits and / - _ . in a prefix, got {s!r}")
-    return s
-
-
-def _log_level(v: Any) -> str:
-    s = _str(v).lower()
-    if s not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {v!r}")
-    return s
-
-
-def _path(v: Any) -> Path:
-    s = _str(v)
-    if not s:
-        raise ValueError("must not be empty")
-    return Path(s)
-
-
-def _group(v: Any) -> str:
-    s = _str(v)
-    if s and not all(c.isalnum() or c in "-_." for c in s):
-        raise ValueError(f"not a group name: {s!r}")
-    return s
-
-
-def _keyring_backend(v: Any) -> str:
-    s = _str(v).strip()
-    if s in ("auto", "file") or ("." in s and all(p.isidentifier() for p in s.split("."))):
-        return s
-    raise ValueError(
-        f'expected "auto", "file" or a backend class like '
-        f'"keyring.backends.SecretService.Keyring", got {s!r}'
-    )
-
-
-Converter = Callable[[Any], Any]
-SCHEMA: dict[str, dict[str, Converter]] = {
-    "server": {
-        "listen": _listen_list,
-        "max_body_bytes": _size,
-        "max_upload_bytes": _size,
-        "drain_timeout": _duration,
-    },
-    "upstream": {
-        "url": parse_upstream_url,
-        "prefix": _prefix,
-        "first_byte_timeout": _positive_duration,
-        "idle_timeout": _positive_duration,
-        "connect_timeout": _positive_duration,
-    },
-    "control": {
-        "socket": _path,
-        "admin_group": _group,
-        "max_request_bytes": _size,
-        "request_timeout": _positive_duration,
-    },
-    "keyring": {"backend": _keyring_backend, "credential": _str},
-    "state": {"dir": _path},
-    "audit": {"file": _str, "log": _bool},
-    "log": {"level": _log_level},
-}
-ARRAY_SECTIONS = {"upstream"}  # [[upstream]] may repeat
 
 
 def _unknown(where: str, key: str, known: list[str]) -> str:
@@ -248,24 +147,98 @@ def _section(
     return out
 
 
+def _tables(doc: Mapping[str, Any], name: str, problems: list[str]) -> list[tuple[str, Any]]:
+    raw = doc.get(name, [])
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        problems.append(f"[[{name}]]: expected one or more [[{name}]] tables")
+        return []
+    return [(f"[[{name}]] #{n}", t) for n, t in enumerate(raw, 1)]
+
+
 def _parse_overrides(overrides: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
     """Command-line flags, in the same shape as the file's keys (flags win)."""
     out: dict[str, Any] = {}
-    for flag, conv, key in (
-        ("listen", _listen_list, "listen"),
-        ("upstream", parse_upstream_url, "upstream"),
-        ("state_dir", _path, "state_dir"),
-        ("control_socket", _path, "control_socket"),
-        ("keyring_backend", _keyring_backend, "keyring_backend"),
+    for flag, conv in (
+        ("listen", parse_listen_list),
+        ("upstream", parse_upstream_url),
+        ("state_dir", parse_path),
+        ("control_socket", parse_path),
+        ("keyring_backend", parse_keyring_backend),
     ):
         v = overrides.get(flag)
         if v in (None, [], ()):
             continue
         try:
-            out[key] = conv(list(v) if isinstance(v, tuple) else v)
+            out[flag] = conv(list(v) if isinstance(v, tuple) else v)
         except ValueError as e:
             problems.append(f"--{flag.replace('_', '-')}: {e}")
     return out
+
+
+def _listener(where: str, table: Any, problems: list[str]) -> Listener | None:
+    d = _section("listener", table, problems, where)
+    if not isinstance(table, dict):
+        return None
+    if "address" not in d:
+        if "address" not in table:
+            problems.append(f'{where}: address is required, e.g. "127.0.0.1:11435"')
+        return None
+    tls_keys = (
+        "client_ca",
+        "client_crl",
+        "client_cert",
+        "client_identity",
+        "require_key_with_cert",
+    )
+    tls = None
+    if "tls_cert" in d and "tls_key" in d:
+        tls = TLS(d["tls_cert"], d["tls_key"], **{k: d[k] for k in tls_keys if k in d})
+        _check_tls(where, tls, problems)
+    elif "tls_cert" in d or "tls_key" in d:
+        problems.append(f"{where}: give both tls_cert and tls_key")
+    elif any(k in d for k in tls_keys):
+        problems.append(f"{where}: client certificates need TLS: set tls_cert and tls_key")
+    return Listener(d["address"], tls, d.get("basic_auth", True))
+
+
+def _check_tls(where: str, tls: TLS, problems: list[str]) -> None:
+    for label, path in (
+        ("tls_cert", tls.cert),
+        ("tls_key", tls.key),
+        ("client_ca", tls.client_ca),
+        ("client_crl", tls.client_crl),
+    ):
+        if path is not None and not os.access(path, os.R_OK):
+            problems.append(f"{where} {label}: cannot read {path}")
+    if tls.client_cert != "off" and tls.client_ca is None:
+        problems.append(
+            f"{where}: client_cert = {tls.client_cert!r} needs client_ca (the CA "
+            "bundle that signs client certificates)"
+        )
+    if tls.client_cert == "off" and (tls.client_ca or tls.require_key_with_cert):
+        problems.append(
+            f"{where}: client_ca/require_key_with_cert have no effect while "
+            'client_cert = "off"; set client_cert = "optional" or "required"'
+        )
+    if tls.require_key_with_cert and tls.client_cert != "required":
+        problems.append(f'{where}: require_key_with_cert needs client_cert = "required"')
+
+
+def _exposure(listeners: list[Listener], problems: list[str]) -> None:
+    """PRODUCT.md: binding beyond loopback requires TLS; there is no way around it."""
+    for lst in listeners:
+        if not lst.is_loopback and lst.tls is None:
+            problems.append(
+                f"listener {lst.address} is not loopback and has no TLS: a listener beyond "
+                "loopback must use TLS. Fix: add tls_cert and tls_key to its [[listener]] "
+                "table, or listen on 127.0.0.1 or [::1]"
+            )
+    addresses = [lst.address for lst in listeners]
+    for a in sorted(set(addresses), key=str):
+        if addresses.count(a) > 1:
+            problems.append(f"listener {a} is configured more than once")
 
 
 def build(
@@ -274,35 +247,41 @@ def build(
     problems: list[str] = []
     for name in doc:
         if name not in SCHEMA:
+            known = [f"[[{s}]]" if s in ARRAY_SECTIONS else f"[{s}]" for s in SCHEMA]
             problems.append(
-                _unknown("top level", name, [f"[{s}]" for s in SCHEMA]).replace(
-                    "unknown key", "unknown section"
-                )
+                _unknown("top level", name, known).replace("unknown key", "unknown section")
             )
-    server = _section("server", doc.get("server", {}), problems)
-    control = _section("control", doc.get("control", {}), problems)
-    keyring_ = _section("keyring", doc.get("keyring", {}), problems)
-    state = _section("state", doc.get("state", {}), problems)
-    audit = _section("audit", doc.get("audit", {}), problems)
-    log = _section("log", doc.get("log", {}), problems)
-    ups_doc = doc.get("upstream", [])
-    if isinstance(ups_doc, dict):
-        ups_doc = [ups_doc]
+    single = {n: _section(n, doc.get(n, {}), problems) for n in SCHEMA if n not in ARRAY_SECTIONS}
+    server, control, keyring_, state, audit, log, tokens = (
+        single[n] for n in ("server", "control", "keyring", "state", "audit", "log", "tokens")
+    )
+    flags = _parse_overrides(overrides or {}, problems)
+
+    listeners = [Listener(a) for a in server.get("listen", ())]
+    for where, table in _tables(doc, "listener", problems):
+        lst = _listener(where, table, problems)
+        if lst is not None:
+            listeners.append(lst)
+    if "listen" in flags:
+        listeners = [Listener(a) for a in flags["listen"]]
+    if not listeners and "listen" not in server and "listener" not in doc:
+        listeners = list(Config.listen)
+    if not listeners:
+        problems.append("no listener: set [server] listen or add a [[listener]] table")
+    _exposure(listeners, problems)
+
+    ups_tables = _tables(doc, "upstream", problems)
     upstreams: list[Upstream] = []
-    if not isinstance(ups_doc, list):
-        problems.append("[[upstream]]: expected one or more [[upstream]] tables")
-        ups_doc = []
-    for n, table in enumerate(ups_doc, 1):
-        u = _section("upstream", table, problems, where=f"[[upstream]] #{n}")
+    for where, table in ups_tables:
+        u = _section("upstream", table, problems, where)
         if "url" not in u:
             if isinstance(table, dict) and "url" in table:
                 continue  # its problem is already reported
-            if len(ups_doc) > 1:
-                problems.append(f"[[upstream]] #{n}: url is required when there are several")
+            if len(ups_tables) > 1:
+                problems.append(f"{where}: url is required when there are several")
                 continue
             u["url"] = DEFAULT_UPSTREAM
         upstreams.append(Upstream(**u))
-    flags = _parse_overrides(overrides or {}, problems)
     if "upstream" in flags:
         base = upstreams[0] if upstreams else Upstream(DEFAULT_UPSTREAM)
         upstreams = [
@@ -314,7 +293,7 @@ def build(
                 base.connect_timeout,
             )
         ]
-    if not upstreams and not ups_doc:
+    if not upstreams and not ups_tables:
         upstreams = [Upstream(DEFAULT_UPSTREAM)]
     prefixes = [u.prefix for u in upstreams]
     for p in sorted(set(prefixes)):
@@ -323,37 +302,29 @@ def build(
                 f"[[upstream]]: prefix {p or '(root)'!r} is used by more than one "
                 "upstream; give each its own prefix"
             )
-    listen = flags.get("listen", server.get("listen", Config.listen))
-    for lst in listen:
-        if not lst.is_loopback:
-            # PRODUCT.md: binding beyond loopback requires TLS. Until [tls] exists, refuse.
-            problems.append(
-                f"[server] listen = {lst} is not loopback: a listener beyond loopback needs TLS, "
-                "which this version does not offer yet; listen on 127.0.0.1 or [::1] and put a "
-                "TLS terminator in front"
-            )
-    if len(set(listen)) != len(listen):
-        problems.append("[server] listen: the same address is listed twice")
+    tok = Tokens(**tokens)
+    if tok.default_ttl > tok.max_ttl:
+        problems.append("[tokens] default_ttl is longer than max_ttl")
+
     state_dir = flags.get("state_dir", state.get("dir", Path(DEFAULT_STATE_DIR)))
-    audit_file_s = audit.get("file", "")
     if problems:
         raise ConfigError(problems, source)
+    d = Config()
     return Config(
-        listen=tuple(listen),
+        listen=tuple(listeners),
         upstreams=tuple(upstreams),
-        max_body_bytes=server.get("max_body_bytes", Config.max_body_bytes),
-        max_upload_bytes=server.get("max_upload_bytes", Config.max_upload_bytes),
-        drain_timeout=server.get("drain_timeout", Config.drain_timeout),
+        tokens=tok,
+        max_body_bytes=server.get("max_body_bytes", d.max_body_bytes),
+        max_upload_bytes=server.get("max_upload_bytes", d.max_upload_bytes),
+        drain_timeout=server.get("drain_timeout", d.drain_timeout),
         state_dir=state_dir,
-        control_socket=flags.get("control_socket", control.get("socket", Path(DEFAULT_SOCKET))),
-        admin_group=control.get("admin_group", Config.admin_group),
-        control_max_request_bytes=control.get(
-            "max_request_bytes", Config.control_max_request_bytes
-        ),
-        control_request_timeout=control.get("request_timeout", Config.control_request_timeout),
+        control_socket=flags.get("control_socket", control.get("socket", d.control_socket)),
+        admin_group=control.get("admin_group", d.admin_group),
+        control_max_request_bytes=control.get("max_request_bytes", d.control_max_request_bytes),
+        control_request_timeout=control.get("request_timeout", d.control_request_timeout),
         keyring_backend=flags.get("keyring_backend", keyring_.get("backend", "auto")),
-        keyring_credential=keyring_.get("credential", Config.keyring_credential),
-        audit_file=resolve_audit_file(audit_file_s, state_dir),
+        keyring_credential=keyring_.get("credential", d.keyring_credential),
+        audit_file=resolve_audit_file(audit.get("file", ""), state_dir),
         audit_log=audit.get("log", True),
         log_level=log.get("level", "info"),
         source=source,

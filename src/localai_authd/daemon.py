@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from aiohttp import web
 from . import __version__, config
 from .control.context import ControlContext
 from .errors import EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, AuthdError, ConfigError
+from .gateway import tls as tlsmod
 from .gateway.app import Gateway, install_log_scrubber
 from .gateway.audit import Audit
 from .gateway.streams import StreamRegistry
@@ -52,6 +54,8 @@ class Daemon:
         self.audit: Audit | None = None
         self.streams = StreamRegistry()
         self._reload_lock = asyncio.Lock()
+        self.runners: list[web.AppRunner] = []
+        self.tls_contexts: dict[int, ssl.SSLContext] = {}
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)
@@ -75,18 +79,11 @@ class Daemon:
             return e.exit_code
         self.audit = Audit(cfg.audit_file, cfg.audit_log)
         self.gateway = Gateway(cfg, self.store, self.audit, self.streams)
-        runner = web.AppRunner(
-            self.gateway.make_app(),
-            handler_cancellation=True,  # a client that goes away cancels the upstream request
-            access_log=None,  # the audit trail is the access log
-            shutdown_timeout=5,  # our own drain (_drain) has run by then
-        )
-        await runner.setup()
         try:
-            bound = await self._bind(runner)
+            bound = await self._bind()
         except (OSError, AuthdError) as e:
             log.error("cannot listen: %s", getattr(e, "message", e))
-            await runner.cleanup()
+            await self._cleanup_runners()
             return EXIT_UNAVAILABLE if isinstance(e, OSError) else EXIT_CONFIG
         from .control.server import start_control_server
 
@@ -108,8 +105,8 @@ class Daemon:
                 cfg.control_socket,
                 getattr(e, "message", e),
             )
-            await runner.cleanup()
-            return EXIT_UNAVAILABLE
+            await self._cleanup_runners()
+            return e.exit_code if isinstance(e, AuthdError) else EXIT_UNAVAILABLE
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
@@ -141,8 +138,8 @@ class Daemon:
             self.cfg.drain_timeout,
         )
         await control.close()
-        await self._drain(runner)
-        await runner.cleanup()
+        await self._drain()
+        await self._cleanup_runners()
         for t in list(self._tasks):
             t.cancel()
         await self.store.close()
@@ -150,11 +147,12 @@ class Daemon:
         log.info("stopped")
         return EXIT_OK
 
-    async def _drain(self, runner: web.AppRunner) -> None:
+    async def _drain(self) -> None:
         """Stop accepting, let requests in flight finish for up to drain_timeout, then cut."""
         assert self.gateway is not None
-        for site in list(runner.sites):
-            await site.stop()
+        for runner in self.runners:
+            for site in list(runner.sites):
+                await site.stop()
         gw = self.gateway
         self.notifier.status(f"stopping: {gw.in_flight} request(s) draining")
         with contextlib.suppress(TimeoutError):
@@ -166,10 +164,30 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(gw.idle.wait(), 5)
 
-    async def _bind(self, runner: web.AppRunner) -> list[str]:
+    async def _cleanup_runners(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+        self.runners.clear()
+
+    def _runner(self, index: int) -> web.AppRunner:
+        assert self.gateway is not None
+        runner = web.AppRunner(
+            self.gateway.make_app(index),
+            handler_cancellation=True,  # a client that goes away cancels the upstream request
+            access_log=None,  # the audit trail is the access log
+            shutdown_timeout=5,  # our own drain (_drain) has run by then
+        )
+        self.runners.append(runner)
+        return runner
+
+    async def _bind(self) -> list[str]:
         activated = listen_fds()
         bound: list[str] = []
         if activated:
+            # Socket activation: the sockets come from a .socket unit and follow the rules
+            # of the first listener; they must be loopback (no TLS on activated sockets).
+            runner = self._runner(0)
+            await runner.setup()
             for s in activated:
                 host = s.getsockname()[0]
                 if not ipaddress.ip_address(host).is_loopback:
@@ -182,10 +200,18 @@ class Daemon:
                     )
                 site: web.BaseSite = web.SockSite(runner, s)
                 await site.start()
-                bound.append(site.name)
+                bound.append(f"{site.name} (socket activation)")
             return bound
-        for lst in self.cfg.listen:
-            site = web.TCPSite(runner, lst.host, lst.port, reuse_address=True, backlog=1024)
+        for i, lst in enumerate(self.cfg.listen):
+            runner = self._runner(i)
+            await runner.setup()
+            ssl_ctx = None
+            if lst.tls is not None:
+                ssl_ctx = tlsmod.server_context(lst.tls, f"listener {lst.address}")
+                self.tls_contexts[i] = ssl_ctx
+            site = web.TCPSite(
+                runner, lst.host, lst.port, ssl_context=ssl_ctx, reuse_address=True, backlog=1024
+            )
             await site.start()
             bound.append(str(lst))
         return bound
@@ -194,6 +220,19 @@ class Daemon:
         assert self.store is not None and self.gateway is not None
         c = self.store.counts()
         return f"serving; {c['active']} active keys; {self.gateway.in_flight} requests in flight"
+
+    def _reload_tls(self, new: config.Config) -> None:
+        """Re-read certificates, keys, CAs and CRLs into the live contexts (new handshakes
+        use them; open connections keep theirs). All or nothing: check first, then apply."""
+        for i in self.tls_contexts:
+            lst = new.listen[i]
+            assert lst.tls is not None
+            tlsmod.server_context(lst.tls, f"listener {lst.address}")  # validates, throwaway
+        for i, ctx in self.tls_contexts.items():
+            tls = new.listen[i].tls
+            assert tls is not None
+            tlsmod.reload(ctx, tls, f"listener {new.listen[i].address}")
+            ctx.verify_mode = tlsmod.MODES[tls.client_cert]
 
     async def status(self) -> dict[str, Any]:
         assert self.store is not None and self.gateway is not None
@@ -231,6 +270,16 @@ class Daemon:
                 self.notifier.ready(self._status_line() + "; last reload refused (see log)")
                 return {"reloaded": False, "problems": e.problems}
             kept = [k for k in _RESTART_ONLY if getattr(new, k) != getattr(self.cfg, k)]
+            if "listen" in kept and _sockets_of(new) == _sockets_of(self.cfg):
+                kept.remove("listen")  # same sockets: TLS files and listener rules apply now
+            if "listen" not in kept:
+                try:
+                    self._reload_tls(new)
+                except ConfigError as e:
+                    for p in e.problems:
+                        log.error("reload refused: %s", p)
+                    self.notifier.ready(self._status_line() + "; last reload refused (see log)")
+                    return {"reloaded": False, "problems": e.problems}
             for k in kept:
                 log.warning("reload: %s changed; restart the daemon to apply it", k)
             new = dataclasses.replace(new, **{k: getattr(self.cfg, k) for k in kept})
@@ -247,6 +296,10 @@ class Daemon:
                 log.error("reload: keeping the keys in memory; the keyring failed: %s", e.message)
             self.notifier.ready(self._status_line())
             return {"reloaded": True, "problems": [], "restart_needed_for": kept}
+
+
+def _sockets_of(cfg: config.Config) -> list[tuple[str, bool]]:
+    return [(str(lst.address), lst.tls is not None) for lst in cfg.listen]
 
 
 async def _probe(url: str) -> dict[str, Any]:

@@ -20,15 +20,20 @@ from aiohttp import web
 from ..config import Config
 from ..keys.model import Identity
 from ..keys.store import KeyStore
-from . import auth, policy, routes
 from . import headers as hdrs
+from . import policy, routes
 from .audit import Audit
-from .errors import Refusal, render, unauthorized
+from .errors import Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
+from .identify import Principal, authenticate
 from .streams import StreamRegistry
+from .token_endpoint import exchange_token
 
 log = logging.getLogger("localai_authd.gateway")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+LISTENER: web.AppKey[int] = web.AppKey("listener", int)
+# A path, not a password (S105): where a key holder trades its key for a token (README).
+TOKEN_PATH = "/localai-authd/token"  # noqa: S105
 
 
 @dataclass
@@ -40,6 +45,8 @@ class Ctx:
     dialect: str = "ollama"
     path: str = ""
     identity: Identity | None = None
+    principal: Principal | None = None
+    special: str = ""  # "token": our own token endpoint, not an upstream route
     route: routes.Route | None = None
     upstream: int = 0
     forward_target: str = ""
@@ -60,13 +67,17 @@ class Gateway:
         self.audit = audit
         self.streams = streams
         self._session: aiohttp.ClientSession | None = None
+        self._apps_running = 0
         self.in_flight = 0
         self.idle = asyncio.Event()  # set while no request is in flight (for the drain)
         self.idle.set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    def make_app(self) -> web.Application:
+    def make_app(self, listener: int = 0) -> web.Application:
+        """The app for ``cfg.listen[listener]``: one per listener, so each request knows
+        its listener's rules (TLS, client certificates, Basic)."""
+
         # Every request goes through our pipeline, even one the router cannot place
         # (authority-form CONNECT targets): it gets our 400 and its audit record.
         @web.middleware
@@ -77,6 +88,7 @@ class Gateway:
 
         app = web.Application(client_max_size=self.cfg.max_body_bytes, middlewares=[everything])
         app[GATEWAY] = self
+        app[LISTENER] = listener
         # [\s\S], not ".": a decoded %0a must reach our checks (and its 400), not the router.
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle, expect_handler=self.expect)
         app.on_startup.append(self._on_startup)
@@ -84,11 +96,16 @@ class Gateway:
         return app
 
     async def _on_startup(self, app: web.Application) -> None:
-        self._session = new_session()
+        # One ClientSession for all listeners and the daemon's lifetime.
+        if self._session is None:
+            self._session = new_session()
+        self._apps_running += 1
 
     async def _on_cleanup(self, app: web.Application) -> None:
-        if self._session is not None:
+        self._apps_running -= 1
+        if self._apps_running == 0 and self._session is not None:
             await self._session.close()
+            self._session = None
 
     def apply_config(self, cfg: Config) -> None:
         """SIGHUP: new limits, timeouts and upstreams apply to the next request."""
@@ -108,7 +125,16 @@ class Gateway:
             raise Refusal(e.status, e.reason, e.message, "bad_request") from None
         ctx.dialect = target.dialect
         ctx.path = target.path
-        ctx.identity = self._authenticate(request)
+        listener = self.cfg.listen[min(request.app[LISTENER], len(self.cfg.listen) - 1)]
+        ctx.principal = authenticate(request, listener, self.cfg, self.store)
+        ctx.identity = ctx.principal.identity
+        if target.path == TOKEN_PATH:
+            if request.method != "POST":
+                raise Refusal(405, "method_not_allowed", f"use POST on {TOKEN_PATH}")
+            if not self.cfg.tokens.exchange:
+                raise Refusal(403, "token_exchange_off", "token exchange is turned off here")
+            ctx.special = "token"
+            return
         prefixes = tuple(u.prefix for u in self.cfg.upstreams)
         picked = routes.select_upstream(target.path, prefixes)
         if picked is None:
@@ -133,30 +159,6 @@ class Gateway:
             raise Refusal(
                 413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
             )
-
-    def _authenticate(self, request: web.Request) -> Identity:
-        try:
-            cred = auth.extract(request.headers.items())
-        except auth.MalformedCredentials as e:
-            raise unauthorized("malformed_credentials", str(e), "invalid_request") from None
-        if cred is None:
-            raise unauthorized(
-                "no_credentials",
-                "missing API key: send 'Authorization: Bearer <key>' (create one with "
-                "'authctl create NAME')",
-            )
-        if cred.kind == "unsupported-scheme":
-            raise unauthorized(
-                "unsupported_scheme",
-                f"unsupported authorization scheme {cred.scheme!r}: use Bearer",
-                "invalid_token",
-            )
-        ident = self.store.verify(cred.secret)
-        if ident is None:
-            raise unauthorized(
-                "invalid_key", "invalid, expired or revoked API key", "invalid_token"
-            )
-        return ident
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         """Authenticate before inviting a body (aiohttp's default answers 100 to anyone)."""
@@ -189,6 +191,12 @@ class Gateway:
         try:
             if not ctx.expect_done:
                 self._prelude(request, ctx)
+            if ctx.special == "token":
+                assert ctx.principal is not None
+                tresp = await exchange_token(request, ctx.principal, self.store, self.cfg)
+                ctx.out.status, ctx.out.reason = tresp.status, "token_issued"
+                ctx.out.bytes_out = len(tresp.body) if isinstance(tresp.body, bytes) else 0
+                return tresp
             assert ctx.identity is not None and ctx.route is not None
             kid = ctx.identity.kid
             if task is not None:
@@ -284,6 +292,7 @@ class Gateway:
             "request_id": ctx.request_id,
             "key_id": ident.kid if ident else None,
             "key": ident.name if ident else None,
+            "auth": ctx.principal.method if ctx.principal else None,
             "client": request.remote,
             "method": request.method,
             "path": ctx.path or None,

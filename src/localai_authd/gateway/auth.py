@@ -6,8 +6,13 @@ MalformedCredentials (400 invalid_request) for what cannot be read one way only.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+_B64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 
 
 class MalformedCredentials(Exception):
@@ -16,9 +21,10 @@ class MalformedCredentials(Exception):
 
 @dataclass(frozen=True)
 class Credential:
-    kind: str  # "bearer" | "x-api-key" | "unsupported-scheme"
+    kind: str  # "bearer" | "x-api-key" | "basic" | "unsupported-scheme"
     secret: str = ""
     scheme: str = ""
+    user: str = ""  # Basic only: the key's name
 
 
 def extract(headers: Iterable[tuple[str, str]]) -> Credential | None:
@@ -43,6 +49,8 @@ def extract(headers: Iterable[tuple[str, str]]) -> Credential | None:
     scheme = parts[0]
     if not scheme:
         raise MalformedCredentials("empty Authorization header")
+    if scheme.lower() == "basic":
+        return _basic([p for p in parts[1:] if p])
     if scheme.lower() != "bearer":
         return Credential("unsupported-scheme", scheme=scheme if scheme.isascii() else "?")
     tokens = [p for p in parts[1:] if p]
@@ -50,3 +58,19 @@ def extract(headers: Iterable[tuple[str, str]]) -> Credential | None:
     if len(tokens) != 1 or any(c.isspace() for c in tokens[0]):
         raise MalformedCredentials("expected 'Authorization: Bearer <key>'")
     return Credential("bearer", tokens[0])
+
+
+def _basic(tokens: list[str]) -> Credential:
+    """RFC 7617: base64 of user-id ":" password, UTF-8 (we announce charset="UTF-8")."""
+    if len(tokens) != 1 or not _B64.match(tokens[0]) or len(tokens[0]) % 4:
+        raise MalformedCredentials("expected 'Authorization: Basic <base64 of name:key>'")
+    try:
+        decoded = base64.b64decode(tokens[0], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise MalformedCredentials("Basic credentials must be base64 of UTF-8 name:key") from None
+    user, colon, password = decoded.partition(":")
+    if not colon or not user or not password:
+        raise MalformedCredentials("Basic credentials must be name:key")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+        raise MalformedCredentials("control characters in Basic credentials")
+    return Credential("basic", password, "Basic", user)

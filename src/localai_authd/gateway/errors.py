@@ -33,22 +33,30 @@ class Refusal(Exception):
         reason: str,
         message: str,
         outcome: str = "denied",
-        headers: dict[str, str] | None = None,
+        headers: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
         self.outcome = outcome
-        self.headers = headers or {}
+        self.headers = headers or []
 
 
-def unauthorized(reason: str, message: str, error: str | None = None) -> Refusal:
+BASIC_CHALLENGE = 'Basic realm="localai-authd", charset="UTF-8"'
+
+
+def unauthorized(
+    reason: str, message: str, error: str | None = None, basic: bool = False
+) -> Refusal:
     # RFC 6750 §3: no error attribute when no credentials were presented at all.
     challenge = REALM if error is None else f'{REALM}, error="{error}"'
     status = 400 if error == "invalid_request" else 401
     outcome = "bad_request" if status == 400 else "unauthenticated"
-    return Refusal(status, reason, message, outcome, {"WWW-Authenticate": challenge})
+    headers = [("WWW-Authenticate", challenge)]
+    if basic:  # RFC 7617 §2.1: where Basic is accepted, say so
+        headers.append(("WWW-Authenticate", BASIC_CHALLENGE))
+    return Refusal(status, reason, message, outcome, headers)
 
 
 def render(refusal: Refusal, dialect: str, request_id: str) -> web.Response:
@@ -67,6 +75,8 @@ def render(refusal: Refusal, dialect: str, request_id: str) -> web.Response:
         status=refusal.status,
         body=json.dumps(body).encode(),
         content_type="application/json",
-        headers={**refusal.headers, "X-Request-Id": request_id},
+        headers={"X-Request-Id": request_id},
     )
+    for k, v in refusal.headers:
+        resp.headers.add(k, v)
     return resp

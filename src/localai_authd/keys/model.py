@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,6 +40,15 @@ def check_scopes(scopes: list[str] | tuple[str, ...]) -> str | None:
     return None
 
 
+CERT_SUBJECT_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
+
+
+def check_cert_subject(subject: str) -> str | None:
+    if not CERT_SUBJECT_RE.match(subject) or subject != subject.strip():
+        return f"invalid certificate subject {subject!r}: 1-255 printable ASCII characters"
+    return None
+
+
 def check_models(models: list[str] | tuple[str, ...]) -> str | None:
     for m in models:
         if not MODEL_GLOB_RE.match(m):
@@ -53,16 +63,33 @@ class Verifier:
     digest: bytes
     created: float
     not_after: float | None = None
+    # A public id for this secret: tokens name the secret they were issued under, so they
+    # die with it (rotation past grace) without carrying anything derived from it.
+    vid: str = ""
 
     def live(self, now: float) -> bool:
         return self.not_after is None or now < self.not_after
 
+    @classmethod
+    def new(cls, digest: bytes, now: float) -> Verifier:
+        return cls(digest, now, None, secrets.token_hex(4))
+
     def to_json(self) -> dict[str, Any]:
-        return {"digest": self.digest.hex(), "created": self.created, "not_after": self.not_after}
+        return {
+            "digest": self.digest.hex(),
+            "created": self.created,
+            "not_after": self.not_after,
+            "vid": self.vid,
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Verifier:
-        return cls(bytes.fromhex(d["digest"]), float(d["created"]), d.get("not_after"))
+        return cls(
+            bytes.fromhex(d["digest"]),
+            float(d["created"]),
+            d.get("not_after"),
+            d.get("vid") or secrets.token_hex(4),
+        )
 
 
 @dataclass(frozen=True)
@@ -77,6 +104,7 @@ class Identity:
     revoked_at: float | None = None
     rotated_at: float | None = None
     imported: bool = False  # the secret came from `authctl import`, not our format
+    cert_subjects: tuple[str, ...] = ()  # client-certificate names (CN or SAN) bound to it
     verifiers: tuple[Verifier, ...] = field(default=(), repr=False)
 
     def usable(self, now: float) -> bool:
@@ -106,6 +134,7 @@ class Identity:
             "revoked_at": self.revoked_at,
             "rotated_at": self.rotated_at,
             "imported": self.imported,
+            "cert_subjects": list(self.cert_subjects),
             "previous_secret_valid_until": max(grace) if grace else None,
         }
 
@@ -129,5 +158,6 @@ class Identity:
             revoked_at=d.get("revoked_at"),
             rotated_at=d.get("rotated_at"),
             imported=bool(d.get("imported", False)),
+            cert_subjects=tuple(d.get("cert_subjects", ())),
             verifiers=tuple(Verifier.from_json(v) for v in d.get("verifiers", ())),
         )

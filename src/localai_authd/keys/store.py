@@ -23,12 +23,14 @@ from typing import Any, Protocol
 
 from ..errors import Conflict, KeyringUnavailable, NotFound, UsageError
 from . import format as keyformat
+from . import tokens as tok
 from .model import (
     ACTIVE,
     DEFAULT_SCOPES,
     REVOKED,
     Identity,
     Verifier,
+    check_cert_subject,
     check_models,
     check_name,
     check_scopes,
@@ -36,6 +38,7 @@ from .model import (
 
 TABLE_ENTRY = "keys"
 PEPPER_ENTRY = "pepper"
+SIGNING_ENTRY = "token-signing"
 TABLE_VERSION = 1
 MIN_IMPORT_LEN = 16
 MAX_IMPORT_LEN = 512
@@ -68,6 +71,8 @@ class KeyStore:
         self._by_name: dict[str, Identity] = {}
         self._by_kid: dict[str, Identity] = {}
         self._by_digest: dict[bytes, Identity] = {}
+        self._by_subject: dict[str, Identity] = {}
+        self._signing: dict[str, tok.SigningSecret] = {}
         self._dummy = Verifier(secrets.token_bytes(32), 0.0)
         self.loaded_at = 0.0
 
@@ -83,12 +88,15 @@ class KeyStore:
 
     async def load(self) -> None:
         """Read pepper and table from the keyring (creating the pepper on first start)."""
-        pepper, table = await self._run(self._load_blocking)
+        pepper, table, signing = await self._run(self._load_blocking)
         self._pepper = pepper
         self._install(table)
+        self._signing = signing
         self.loaded_at = self._clock()
 
-    def _load_blocking(self) -> tuple[bytes, dict[str, Identity]]:
+    def _load_blocking(
+        self,
+    ) -> tuple[bytes, dict[str, Identity], dict[str, tok.SigningSecret]]:
         raw = self._vault.get(PEPPER_ENTRY)
         if raw is None:
             if self._vault.get(TABLE_ENTRY) is not None:
@@ -114,7 +122,19 @@ class KeyStore:
                     table[ident.name] = ident
             except (ValueError, KeyError, TypeError) as e:
                 raise KeyringUnavailable(f"the key table in the keyring is unreadable: {e}") from e
-        return pepper, table
+        return pepper, table, self._load_signing_blocking()
+
+    def _load_signing_blocking(self) -> dict[str, tok.SigningSecret]:
+        raw = self._vault.get(SIGNING_ENTRY)
+        if raw is None:
+            first = tok.SigningSecret.new(self._clock())
+            self._vault.set(SIGNING_ENTRY, json.dumps([first.to_json()]))
+            return {first.id: first}
+        try:
+            items = [tok.SigningSecret.from_json(d) for d in json.loads(raw)]
+        except (ValueError, KeyError, TypeError) as e:
+            raise KeyringUnavailable(f"the token signing secrets are unreadable: {e}") from e
+        return {s.id: s for s in items}
 
     def _install(self, table: dict[str, Identity]) -> None:
         self._by_name = dict(table)
@@ -122,6 +142,9 @@ class KeyStore:
         # Secrets not in our format (imported, possibly in a rotation grace) are found by
         # their keyed digest; ours by the key id they carry.
         self._by_digest = {v.digest: i for i in table.values() for v in i.verifiers}
+        self._by_subject = {
+            subj: i for i in table.values() if i.state == ACTIVE for subj in i.cert_subjects
+        }
 
     async def _commit(self, table: dict[str, Identity]) -> None:
         """Persist ``table``, then make it the live index. Caller holds the lock."""
@@ -157,6 +180,104 @@ class KeyStore:
         if not ok or ident is None or not ident.usable(now):
             return None
         return ident
+
+    def verify_basic(self, name: str, secret: str) -> Identity | None:
+        """HTTP Basic: the secret must verify and belong to the key called ``name``."""
+        ident = self.verify(secret)
+        expected = ident.name if ident is not None else "\0"
+        same = hmac.compare_digest(
+            expected.encode("utf-8", "surrogateescape"), name.encode("utf-8", "surrogateescape")
+        )
+        return ident if same else None
+
+    def by_cert_subject(self, subject: str) -> Identity | None:
+        ident = self._by_subject.get(subject)
+        return ident if ident is not None and ident.usable(self._clock()) else None
+
+    def verify_token(self, token: str, leeway: float, max_ttl: float) -> Identity | None:
+        """The identity a token speaks for, with its scopes narrowed as the token says.
+
+        Stateless: no token is stored. A token dies with its expiry, its key (revoked or
+        expired), the key secret it was issued under (rotated out past its grace), and its
+        signing secret.
+        """
+        now = self._clock()
+        claims = tok.verify(token, self._signing, now, leeway, max_ttl)
+        if claims is None:
+            return None
+        ident = self._by_kid.get(claims.kid)
+        if ident is None or not ident.usable(now):
+            return None
+        if not any(v.vid == claims.vid and v.live(now) for v in ident.verifiers):
+            return None
+        if claims.scopes is None:
+            return ident
+        return ident.with_(scopes=tuple(s for s in ident.scopes if s in claims.scopes))
+
+    def issue_token(
+        self,
+        ident: Identity,
+        ttl: float,
+        max_ttl: float,
+        scopes: tuple[str, ...] | None = None,
+        vid: str | None = None,
+        not_after: float | None = None,
+    ) -> tuple[str, int]:
+        """A token for ``ident`` valid ``ttl`` seconds; (token, expiry as a Unix time).
+
+        ``vid`` binds it to the secret that asked for it (the current one when not given);
+        ``not_after`` caps its expiry (a refreshed token may not outlive its predecessor's
+        key secret being rotated out, which the vid already ensures).
+        """
+        now = self._clock()
+        if not ident.usable(now):
+            raise Conflict(f"key {ident.name!r} is {ident.status(now)}")
+        if not 0 < ttl <= max_ttl:
+            raise UsageError(f"a token's lifetime must be more than 0 and at most {max_ttl:g}s")
+        if scopes is not None:
+            problem = check_scopes(scopes)
+            if problem:
+                raise UsageError(problem)
+            extra = [x for x in scopes if x not in ident.scopes]
+            if extra:
+                raise UsageError(f"key {ident.name!r} has no scope {extra[0]!r} to give a token")
+        live = [v for v in ident.verifiers if v.live(now)]
+        if vid is None:
+            current = [v for v in live if v.not_after is None] or live
+            if not current:
+                raise Conflict(f"key {ident.name!r} has no live secret")
+            vid = current[0].vid
+        signing = self.current_signing_secret()
+        exp = int(now + ttl) if not_after is None else int(min(now + ttl, not_after))
+        claims = tok.Claims(
+            ident.kid,
+            vid,
+            int(now),
+            exp,
+            tuple(dict.fromkeys(scopes)) if scopes is not None else None,
+        )
+        return tok.mint(signing, claims), exp
+
+    def now(self) -> float:
+        return self._clock()
+
+    def token_claims(self, token: str, leeway: float, max_ttl: float) -> tok.Claims | None:
+        return tok.verify(token, self._signing, self._clock(), leeway, max_ttl)
+
+    def current_signing_secret(self) -> tok.SigningSecret:
+        live = [s for s in self._signing.values() if s.not_after is None]
+        return max(live, key=lambda s: s.created)
+
+    def secret_vid(self, presented: str) -> str | None:
+        """Which of its key's secrets ``presented`` is (for binding a token to it)."""
+        ident = self.verify(presented)
+        if ident is None:
+            return None
+        digest = self.digest(presented)
+        for v in ident.verifiers:
+            if hmac.compare_digest(v.digest, digest):
+                return v.vid
+        return None
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -224,7 +345,7 @@ class KeyStore:
                 models=tuple(dict.fromkeys(models)),
                 created=now,
                 expires=expires,
-                verifiers=(Verifier(self.digest(key), now),),
+                verifiers=(Verifier.new(self.digest(key), now),),
             )
             await self._commit({**self._by_name, name: ident})
             return Issued(ident, key)
@@ -261,7 +382,7 @@ class KeyStore:
                 created=now,
                 expires=expires,
                 imported=True,
-                verifiers=(Verifier(digest, now),),
+                verifiers=(Verifier.new(digest, now),),
             )
             await self._commit({**self._by_name, name: ident})
             return ident
@@ -280,10 +401,10 @@ class KeyStore:
             # older grace at once, so there are never more than two live secrets.
             current = [v for v in old.verifiers if v.not_after is None]
             kept = tuple(
-                Verifier(v.digest, v.created, now + grace) for v in current[-1:] if grace > 0
+                Verifier(v.digest, v.created, now + grace, v.vid) for v in current[-1:] if grace > 0
             )
             ident = old.with_(
-                verifiers=(Verifier(self.digest(key), now), *kept),
+                verifiers=(Verifier.new(self.digest(key), now), *kept),
                 rotated_at=now,
                 imported=False,
             )
@@ -299,6 +420,58 @@ class KeyStore:
             ident = old.with_(state=REVOKED, revoked_at=now, verifiers=())
             await self._commit({**self._by_name, name: ident})
             return ident
+
+    async def rotate_signing_secret(self, grace: float = 0.0) -> tok.SigningSecret:
+        """A new token signing secret; tokens signed by the old one live ``grace`` more seconds."""
+        if grace < 0:
+            raise UsageError("grace must not be negative")
+        async with self._lock:
+            now = self._clock()
+            new = tok.SigningSecret.new(now)
+            kept = [
+                tok.SigningSecret(s.id, s.secret, s.created, now + grace)
+                for s in self._signing.values()
+                if s.not_after is None and grace > 0
+            ] + [s for s in self._signing.values() if s.not_after is not None and s.live(now)]
+            items = {s.id: s for s in (*kept, new)}
+            doc = json.dumps([s.to_json() for s in items.values()])
+            await self._run(self._vault.set, SIGNING_ENTRY, doc)
+            self._signing = items
+            return new
+
+    def signing_status(self) -> list[dict[str, Any]]:
+        now = self._clock()
+        return [
+            {"id": s.id, "created": s.created, "valid_until": s.not_after}
+            for s in sorted(self._signing.values(), key=lambda s: s.created)
+            if s.live(now)
+        ]
+
+    async def bind_cert(self, name: str, subject: str) -> Identity:
+        """Map a client-certificate name (CN or SAN, per listener) to key ``name``."""
+        problem = check_cert_subject(subject)
+        if problem:
+            raise UsageError(problem)
+        async with self._lock:
+            ident = self.get(name)
+            other = self._by_subject.get(subject)
+            if other is not None and other.name != name:
+                raise Conflict(f"certificate subject {subject!r} is bound to key {other.name!r}")
+            if subject in ident.cert_subjects:
+                return ident
+            new = ident.with_(cert_subjects=(*ident.cert_subjects, subject))
+            await self._commit({**self._by_name, name: new})
+            return new
+
+    async def unbind_cert(self, name: str, subject: str) -> Identity:
+        async with self._lock:
+            ident = self.get(name)
+            if subject not in ident.cert_subjects:
+                raise NotFound(f"key {name!r} has no certificate subject {subject!r}")
+            subjects = tuple(x for x in ident.cert_subjects if x != subject)
+            new = ident.with_(cert_subjects=subjects)
+            await self._commit({**self._by_name, name: new})
+            return new
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)

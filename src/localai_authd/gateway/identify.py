@@ -1,0 +1,138 @@
+"""Who is asking: credentials + listener rules → an identity, or a 401/400.
+
+Per listener: Bearer keys and tokens and x-api-key everywhere; HTTP Basic only on loopback
+or over TLS (and only where enabled); client certificates where the listener asks for them,
+mapped to a key by `authctl bind-cert`; and, at the highest setting, a certificate AND a
+key of the same identity.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..config import Config, Listener
+from ..keys import tokens as tok
+from ..keys.model import Identity
+from ..keys.store import KeyStore
+from . import auth
+from .errors import Refusal, unauthorized
+from .tls import identity_name
+
+Fail = Callable[..., Refusal]
+
+
+@dataclass(frozen=True)
+class Principal:
+    identity: Identity
+    method: str  # "key", "token", "basic", "cert", "cert+key"
+    secret: str = ""  # the presented key or token (never logged): for token exchange
+    token: bool = False
+
+
+def local_is_loopback(request: web.Request) -> bool:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname or not isinstance(sockname, tuple):
+        return False
+    try:
+        return ipaddress.ip_address(sockname[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def basic_allowed(request: web.Request, listener: Listener) -> bool:
+    return listener.basic_auth and (listener.tls is not None or local_is_loopback(request))
+
+
+def authenticate(
+    request: web.Request, listener: Listener, cfg: Config, store: KeyStore
+) -> Principal:
+    basic_ok = basic_allowed(request, listener)
+
+    def fail(reason: str, message: str, error: str | None = "invalid_token") -> Refusal:
+        return unauthorized(reason, message, error, basic=basic_ok)
+
+    try:
+        cred = auth.extract(request.headers.items())
+    except auth.MalformedCredentials as e:
+        raise fail("malformed_credentials", str(e), "invalid_request") from None
+    key_p = _from_credential(cred, request, listener, cfg, store, basic_ok, fail)
+    cert_p = _from_certificate(request, listener, store, fail)
+    tls = listener.tls
+    if cert_p is not None and tls is not None and tls.require_key_with_cert and key_p is None:
+        raise fail("key_required", "this listener needs a key as well as a certificate", None)
+    if cert_p is not None and key_p is not None:
+        if cert_p.identity.kid != key_p.identity.kid:
+            raise fail(
+                "cert_key_mismatch",
+                "the client certificate and the key belong to different identities",
+            )
+        return Principal(key_p.identity, "cert+key", key_p.secret, key_p.token)
+    if key_p is not None:
+        return key_p
+    if cert_p is not None:
+        return cert_p
+    raise fail(
+        "no_credentials",
+        "missing API key: send 'Authorization: Bearer <key>' (create one with "
+        "'authctl create NAME')",
+        None,
+    )
+
+
+def _from_credential(
+    cred: auth.Credential | None,
+    request: web.Request,
+    listener: Listener,
+    cfg: Config,
+    store: KeyStore,
+    basic_ok: bool,
+    fail: Fail,
+) -> Principal | None:
+    if cred is None:
+        return None
+    if cred.kind == "unsupported-scheme":
+        raise fail(
+            "unsupported_scheme", f"unsupported authorization scheme {cred.scheme!r}: use Bearer"
+        )
+    if cred.kind == "basic":
+        if not basic_ok:
+            why = (
+                "HTTP Basic is turned off on this listener"
+                if not listener.basic_auth
+                else "HTTP Basic is only accepted on loopback or over TLS: use a Bearer key"
+            )
+            raise fail("basic_not_allowed", why)
+        ident = store.verify_basic(cred.user, cred.secret)
+        if ident is None:
+            raise fail("invalid_basic", "invalid name or key in Basic credentials")
+        return Principal(ident, "basic", cred.secret)
+    if tok.looks_like_token(cred.secret):
+        ident = store.verify_token(cred.secret, cfg.tokens.leeway, cfg.tokens.max_ttl)
+        if ident is None:
+            raise fail("invalid_token", "invalid or expired token")
+        return Principal(ident, "token", cred.secret, token=True)
+    ident = store.verify(cred.secret)
+    if ident is None:
+        raise fail("invalid_key", "invalid, expired or revoked API key")
+    return Principal(ident, "key", cred.secret)
+
+
+def _from_certificate(
+    request: web.Request, listener: Listener, store: KeyStore, fail: object
+) -> Principal | None:
+    assert callable(fail)
+    tls = listener.tls
+    if tls is None or tls.client_cert == "off" or request.transport is None:
+        return None
+    # OpenSSL has verified it (CA, dates, CRL) during the handshake, or there is none.
+    name = identity_name(request.transport.get_extra_info("peercert"), tls.client_identity)
+    if name is None:
+        return None
+    ident = store.by_cert_subject(name)
+    if ident is None:
+        raise fail("cert_unbound", "the client certificate is not bound to any active key")
+    return Principal(ident, "cert")
