@@ -37,6 +37,7 @@ class Daemon:
     messages: list[str] = field(default_factory=list)
     sockdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lad", dir="/tmp")))
     stderr_path: Path | None = None
+    listen_flag: bool = True  # False: the config's own listeners apply (flags would win)
 
     @property
     def url(self) -> str:
@@ -59,8 +60,7 @@ class Daemon:
             self.notify.setblocking(False)
         args = [
             str(VENV_BIN / "localai-authd"),
-            "--listen",
-            f"127.0.0.1:{self.port}",
+            *(["--listen", f"127.0.0.1:{self.port}"] if self.listen_flag else []),
             "--upstream",
             self.upstream_url,
             "--state-dir",

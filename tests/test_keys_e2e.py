@@ -122,3 +122,45 @@ async def test_sigkill_during_rotations_loses_nothing(
     finally:
         await d.stop(signal.SIGTERM)
         d.close()
+
+
+async def test_authctl_token_and_signing_secret_rotation(daemon: Daemon) -> None:
+    await daemon.authctl("create", "agent", "--scope", "inference", "--scope", "admin")
+    issued = await daemon.authctl_json("token", "agent", "--ttl", "10m", "--scope", "inference")
+    token = issued["token"]
+    assert token.startswith("tk_local_") and issued["scopes"] == ["inference"]
+    assert await _status(daemon.url, token) == 200
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            daemon.url + "/api/pull",
+            json={"model": "x"},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as r,
+    ):
+        assert r.status == 403  # narrowed to inference
+    code, _out, _ = await daemon.authctl("token", "agent", "--ttl", "48h", check=False)
+    assert code == 2  # over [tokens] max_ttl
+    code, _, err = await daemon.authctl("rotate", check=False)
+    assert code == 2 and "either NAME or --signing-secret" in err
+    rotated = await daemon.authctl_json("rotate", "--signing-secret", "--grace", "2s")
+    assert len(rotated["signing_secrets"]) == 2
+    fresh = (await daemon.authctl_json("token", "agent"))["token"]
+    assert await _status(daemon.url, token) == 200  # inside the grace
+    await asyncio.sleep(2.5)
+    assert await _status(daemon.url, token) == 401
+    assert await _status(daemon.url, fresh) == 200
+    assert token not in daemon.stderr() and fresh not in daemon.stderr()
+
+
+async def test_authctl_bind_and_unbind_cert(daemon: Daemon) -> None:
+    await daemon.authctl("create", "laptop")
+    code, out, _ = await daemon.authctl("bind-cert", "laptop", "laptop.example.lan")
+    assert code == 0 and "laptop.example.lan" in out
+    shown = await daemon.authctl_json("show", "laptop")
+    assert shown["cert_subjects"] == ["laptop.example.lan"]
+    await daemon.authctl("create", "other")
+    code, _, err = await daemon.authctl("bind-cert", "other", "laptop.example.lan", check=False)
+    assert code == 4 and "bound to key 'laptop'" in err
+    await daemon.authctl("unbind-cert", "laptop", "laptop.example.lan")
+    assert (await daemon.authctl_json("show", "laptop"))["cert_subjects"] == []

@@ -9,10 +9,8 @@ table in ``authctl --help``.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -20,6 +18,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from . import __version__
+from . import cliout as out
 from .control.client import DEFAULT_SOCKET, ControlClient, key_path
 from .durations import parse_duration
 from .errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE, AuthdError
@@ -120,67 +119,6 @@ def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str)
     return [CompletionItem(n) for n in names if isinstance(n, str) and n.startswith(incomplete)]
 
 
-# ---- output -------------------------------------------------------------------------------
-
-
-def _when(t: object, none: str = "never") -> str:
-    if not isinstance(t, int | float):
-        return none
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def _list(v: object, empty: str) -> str:
-    return ", ".join(str(x) for x in v) if isinstance(v, list) and v else empty
-
-
-def _json(doc: Mapping[str, Any]) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=True))
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _pairs(pairs: Sequence[tuple[str, str]]) -> None:
-    width = max(len(k) for k, _ in pairs)
-    for k, v in pairs:
-        click.echo(f"{k + ':':<{width + 1}} {v}")
-
-
-def _key_pairs(k: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [
-        ("name", str(k.get("name"))),
-        ("kid", str(k.get("kid"))),
-        ("state", str(k.get("state"))),
-        ("scopes", _list(k.get("scopes"), "none")),
-        ("models", _list(k.get("models"), "any")),
-        ("created", _when(k.get("created"), "-")),
-        ("expires", _when(k.get("expires"))),
-        ("rotated", _when(k.get("rotated_at"), "-")),
-        ("previous secret until", _when(k.get("previous_secret_valid_until"), "-")),
-        ("revoked", _when(k.get("revoked_at"), "-")),
-        ("imported", "yes" if k.get("imported") else "no"),
-    ]
-
-
-def _flatten(doc: object, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested status documents as ``a.b: value`` lines."""
-    if isinstance(doc, Mapping):
-        out: list[tuple[str, str]] = []
-        for k, v in doc.items():
-            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-        return out
-    if isinstance(doc, list) and any(isinstance(x, Mapping | list) for x in doc):
-        return [p for i, x in enumerate(doc) for p in _flatten(x, f"{prefix}[{i}]")]
-    if isinstance(doc, list):
-        return [(prefix, _list(doc, "-"))]
-    if doc is None:
-        return [(prefix, "-")]
-    return [(prefix, str(doc).lower() if isinstance(doc, bool) else str(doc))]
-
-
 def _issued(doc: Mapping[str, Any], headline: str) -> None:
     click.echo(headline)
     click.echo(doc["key"])
@@ -263,11 +201,12 @@ def create(
         "POST", "/v1/keys", {"name": name, **_grants_body(scopes, models, expires)}
     )
     if state.as_json:
-        return _json(doc)
+        return out.print_json(doc)
+    granted, allowed = out.joined(doc["scopes"], "none"), out.joined(doc["models"], "any")
     _issued(
         doc,
-        f"Created key {doc['name']!r} (kid {doc['kid']}; scopes: {_list(doc['scopes'], 'none')};"
-        f" models: {_list(doc['models'], 'any')}; expires: {_when(doc['expires'])}). Secret:",
+        f"Created key {doc['name']!r} (kid {doc['kid']}; scopes: {granted}; models: {allowed};"
+        f" expires: {out.when(doc['expires'])}). Secret:",
     )
 
 
@@ -277,13 +216,13 @@ def list_keys(state: _State) -> None:
     """List every key (never their secrets)."""
     doc = state.client.request("GET", "/v1/keys")
     if state.as_json:
-        return _json(doc)
+        return out.print_json(doc)
     keys = doc.get("keys", [])
     if not keys:
         click.echo("no keys yet; create one with: authctl create NAME")
         return
-    rows = [_key_pairs(k)[:7] for k in keys]  # name .. expires
-    _table([n.upper() for n, _ in rows[0]], [[v for _, v in row] for row in rows])
+    rows = [out.key_pairs(k)[:7] for k in keys]  # name .. expires
+    out.table([n.upper() for n, _ in rows[0]], [[v for _, v in row] for row in rows])
 
 
 @cli.command()
@@ -293,12 +232,12 @@ def show(state: _State, name: str) -> None:
     """Show key NAME (never its secret)."""
     doc = state.client.request("GET", key_path(name))
     if state.as_json:
-        return _json(doc)
-    _pairs(_key_pairs(doc))
+        return out.print_json(doc)
+    out.pairs(out.key_pairs(doc))
 
 
 @cli.command()
-@name_argument
+@click.argument("name", required=False, shell_complete=_complete_names)
 @click.option(
     "--grace",
     type=_Duration(),
@@ -307,15 +246,108 @@ def show(state: _State, name: str) -> None:
     metavar="DURATION",
     help="how long the current secret keeps working, e.g. 1h; 0 ends it at once",
 )
+@click.option(
+    "--signing-secret",
+    is_flag=True,
+    help="rotate the token signing secret instead of a key (tokens signed with the old one "
+    "keep working for --grace)",
+)
 @pass_state
-def rotate(state: _State, name: str, grace: str) -> None:
-    """Give key NAME a new secret and print it, once."""
+def rotate(state: _State, name: str | None, grace: str, signing_secret: bool) -> None:
+    """Give key NAME a new secret and print it, once; or rotate the token signing secret.
+
+    \b
+        authctl rotate laptop --grace 1h
+        authctl rotate --signing-secret --grace 1h
+    """
+    if signing_secret == (name is not None):
+        raise Failure("give either NAME or --signing-secret", EXIT_USAGE)
+    if signing_secret:
+        doc = state.client.request("POST", "/v1/signing-secret/rotate", {"grace": grace})
+        if state.as_json:
+            return out.print_json(doc)
+        click.echo(
+            f"New token signing secret {doc['id']}; tokens signed before keep working "
+            f"for {grace if grace != '0' else 'no time at all'}."
+        )
+        return None
+    assert name is not None
     doc = state.client.request("POST", key_path(name, "rotate"), {"grace": grace})
     if state.as_json:
-        return _json(doc)
+        return out.print_json(doc)
     until = doc.get("previous_secret_valid_until")
-    old = f"the old secret works until {_when(until)}" if until else "the old secret is dead"
+    old = f"the old secret works until {out.when(until)}" if until else "the old secret is dead"
     _issued(doc, f"Rotated key {doc['name']!r} (kid {doc['kid']}); {old}. New secret:")
+    return None
+
+
+@cli.command()
+@name_argument
+@click.option(
+    "--ttl",
+    type=_Duration(),
+    metavar="DURATION",
+    help="lifetime, e.g. 15m or 1h [default: the daemon's [tokens] default_ttl]",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(list(SCOPES)),
+    help="narrow the token to this scope; repeat for more [default: the key's]",
+)
+@pass_state
+def token(state: _State, name: str, ttl: str | None, scopes: tuple[str, ...]) -> None:
+    """Issue a time-limited token for key NAME and print it.
+
+    A token works wherever the key does (Bearer or x-api-key), for its lifetime only, and
+    dies with the key, with the key's current secret (rotated out past its grace), and with
+    the signing secret.
+    """
+    body: dict[str, Any] = {}
+    if ttl:
+        body["ttl"] = ttl
+    if scopes:
+        body["scopes"] = list(scopes)
+    doc = state.client.request("POST", key_path(name, "token"), body)
+    if state.as_json:
+        return out.print_json(doc)
+    click.echo(
+        f"Token for key {name!r}, valid until {out.when(doc['expires_at'])} "
+        f"(scopes: {out.joined(doc['scopes'], 'none')}):"
+    )
+    click.echo(doc["token"])
+    return None
+
+
+@cli.command("bind-cert")
+@name_argument
+@click.argument("subject")
+@pass_state
+def bind_cert(state: _State, name: str, subject: str) -> None:
+    """Let clients whose certificate names SUBJECT act as key NAME (mutual TLS).
+
+    SUBJECT is the certificate's common name or its first DNS/e-mail/URI subject
+    alternative name, as the listener's client_identity says.
+    """
+    doc = state.client.request("POST", key_path(name, "bind-cert"), {"subject": subject})
+    if state.as_json:
+        return out.print_json(doc)
+    click.echo(f"Certificate subject {subject!r} now authenticates as key {doc['name']!r}.")
+    return None
+
+
+@cli.command("unbind-cert")
+@name_argument
+@click.argument("subject")
+@pass_state
+def unbind_cert(state: _State, name: str, subject: str) -> None:
+    """Stop certificate SUBJECT from acting as key NAME."""
+    doc = state.client.request("POST", key_path(name, "unbind-cert"), {"subject": subject})
+    if state.as_json:
+        return out.print_json(doc)
+    click.echo(f"Certificate subject {subject!r} no longer authenticates as {doc['name']!r}.")
+    return None
 
 
 @cli.command()
@@ -326,7 +358,7 @@ def revoke(state: _State, name: str, kill_streams: bool) -> None:
     """Revoke key NAME: it stops working with the very next request."""
     doc = state.client.request("POST", key_path(name, "revoke"), {"kill_streams": kill_streams})
     if state.as_json:
-        return _json(doc)
+        return out.print_json(doc)
     ended = f"; {doc.get('streams_killed', 0)} stream(s) ended" if kill_streams else ""
     click.echo(f"Revoked key {doc['name']!r} (kid {doc['kid']}){ended}.")
 
@@ -363,7 +395,7 @@ def import_key(
     body = {"secret": _read_secret(), **_grants_body(scopes, models, expires)}
     doc = state.client.request("POST", key_path(name, "import"), body)
     if state.as_json:
-        return _json(doc)
+        return out.print_json(doc)
     click.echo(f"Imported key {doc['name']!r} (kid {doc['kid']}); the secret now authenticates.")
 
 
@@ -373,10 +405,10 @@ def status(state: _State) -> None:
     """Show the daemon's version, uptime, upstreams and key counts."""
     doc = state.client.request("GET", "/v1/status")
     if state.as_json:
-        return _json(doc)
-    pairs = _flatten(doc)
+        return out.print_json(doc)
+    pairs = out.flatten(doc)
     if pairs:
-        _pairs(pairs)
+        out.pairs(pairs)
 
 
 @cli.command()
@@ -389,7 +421,7 @@ def reload(state: _State) -> None:
     """
     doc = state.client.request("POST", "/v1/reload")
     if state.as_json:
-        _json(doc)
+        out.print_json(doc)
     if doc.get("reloaded") is False:
         problems = doc.get("problems") or ["the configuration is invalid"]
         raise Failure("reload refused: " + "; ".join(str(p) for p in problems), EXIT_CONFIG)

@@ -94,6 +94,7 @@ class Daemon:
             status=self.status,
             reload=self.reload,
             admin_group=cfg.admin_group,
+            tokens=lambda: self.cfg.tokens,
             max_request_bytes=cfg.control_max_request_bytes,
             request_timeout=cfg.control_request_timeout,
         )

@@ -44,6 +44,7 @@ def test_every_action_is_routed_once() -> None:
     assert sorted(actions) == sorted(set(actions))
     assert set(actions) == {
         "status", "list", "show", "create", "rotate", "revoke", "import", "reload",
+        "token", "bind-cert", "unbind-cert", "rotate-signing-secret",
     }  # fmt: skip
 
 

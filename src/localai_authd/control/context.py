@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import Tokens
 from ..gateway.audit import Audit
 from ..gateway.streams import StreamRegistry
 from ..keys.store import KeyStore
@@ -21,5 +22,7 @@ class ControlContext:
     # same as SIGHUP: re-read and validate the config; {"reloaded": bool, "problems": [...]}
     reload: Callable[[], Awaitable[dict[str, Any]]]
     admin_group: str  # "" = root and the daemon's own uid only
+    # the token settings in force (they change on reload)
+    tokens: Callable[[], Tokens] = Tokens
     max_request_bytes: int = 64 * 1024
     request_timeout: float = 10.0

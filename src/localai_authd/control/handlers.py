@@ -174,6 +174,46 @@ async def import_key(call: Call) -> Result:
     return 201, ident.public(time.time())
 
 
+async def issue_token(call: Call) -> Result:
+    name = _name(call.params["name"])
+    settings = call.ctx.tokens()
+    ttl = _seconds(call.body, "ttl") or settings.default_ttl
+    scopes = _str_list(call.body, "scopes")
+    ident = call.ctx.store.get(name)
+    token, exp = call.ctx.store.issue_token(ident, ttl, settings.max_ttl, scopes)
+    granted = [s for s in ident.scopes if scopes is None or s in scopes]
+    return 200, {
+        "name": name,
+        "kid": ident.kid,
+        "token": token,
+        "expires_at": exp,
+        "scopes": granted,
+    }
+
+
+async def rotate_signing(call: Call) -> Result:
+    grace = _seconds(call.body, "grace") or 0.0
+    new = await call.ctx.store.rotate_signing_secret(grace)
+    return 200, {"id": new.id, "signing_secrets": call.ctx.store.signing_status()}
+
+
+def _subject(body: Mapping[str, Any]) -> str:
+    subject = body.get("subject")
+    if not isinstance(subject, str) or not subject:
+        raise UsageError("field 'subject' is required and must be a string")
+    return subject
+
+
+async def bind_cert(call: Call) -> Result:
+    ident = await call.ctx.store.bind_cert(_name(call.params["name"]), _subject(call.body))
+    return 200, ident.public(time.time())
+
+
+async def unbind_cert(call: Call) -> Result:
+    ident = await call.ctx.store.unbind_cert(_name(call.params["name"]), _subject(call.body))
+    return 200, ident.public(time.time())
+
+
 async def reload(call: Call) -> Result:
     return 200, await call.ctx.reload()
 
@@ -188,6 +228,18 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("rotate", "POST", "/v1/keys/{name}/rotate", frozenset({"grace"}), rotate_key),
     Operation("revoke", "POST", "/v1/keys/{name}/revoke", frozenset({"kill_streams"}), revoke_key),
     Operation("import", "POST", "/v1/keys/{name}/import", _GRANTS | {"secret"}, import_key),
+    Operation("token", "POST", "/v1/keys/{name}/token", frozenset({"ttl", "scopes"}), issue_token),
+    Operation("bind-cert", "POST", "/v1/keys/{name}/bind-cert", frozenset({"subject"}), bind_cert),
+    Operation(
+        "unbind-cert", "POST", "/v1/keys/{name}/unbind-cert", frozenset({"subject"}), unbind_cert
+    ),
+    Operation(
+        "rotate-signing-secret",
+        "POST",
+        "/v1/signing-secret/rotate",
+        frozenset({"grace"}),
+        rotate_signing,
+    ),
     Operation("reload", "POST", "/v1/reload", frozenset(), reload),
 )
 _COMPILED = tuple((op, op.pattern) for op in OPERATIONS)

@@ -1,0 +1,69 @@
+"""authctl's output: human tables and pairs, or JSON. Pure formatting, click.echo only."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+
+def when(t: object, none: str = "never") -> str:
+    if not isinstance(t, int | float):
+        return none
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def joined(v: object, empty: str) -> str:
+    return ", ".join(str(x) for x in v) if isinstance(v, list) and v else empty
+
+
+def print_json(doc: Mapping[str, Any]) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def pairs(pairs: Sequence[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in pairs)
+    for k, v in pairs:
+        click.echo(f"{k + ':':<{width + 1}} {v}")
+
+
+def key_pairs(k: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("name", str(k.get("name"))),
+        ("kid", str(k.get("kid"))),
+        ("state", str(k.get("state"))),
+        ("scopes", joined(k.get("scopes"), "none")),
+        ("models", joined(k.get("models"), "any")),
+        ("created", when(k.get("created"), "-")),
+        ("expires", when(k.get("expires"))),
+        ("rotated", when(k.get("rotated_at"), "-")),
+        ("previous secret until", when(k.get("previous_secret_valid_until"), "-")),
+        ("revoked", when(k.get("revoked_at"), "-")),
+        ("imported", "yes" if k.get("imported") else "no"),
+        ("certificates", joined(k.get("cert_subjects"), "-")),
+    ]
+
+
+def flatten(doc: object, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested status documents as ``a.b: value`` lines."""
+    if isinstance(doc, Mapping):
+        out: list[tuple[str, str]] = []
+        for k, v in doc.items():
+            out += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(doc, list) and any(isinstance(x, Mapping | list) for x in doc):
+        return [p for i, x in enumerate(doc) for p in flatten(x, f"{prefix}[{i}]")]
+    if isinstance(doc, list):
+        return [(prefix, joined(doc, "-"))]
+    if doc is None:
+        return [(prefix, "-")]
+    return [(prefix, str(doc).lower() if isinstance(doc, bool) else str(doc))]
