@@ -20,6 +20,7 @@ from aiohttp import web
 from localai_authd import config
 from localai_authd.gateway.app import Gateway
 from localai_authd.gateway.audit import Audit
+from localai_authd.gateway.runner import GatewayRunner
 from localai_authd.gateway.streams import StreamRegistry
 from localai_authd.keys.keyring import open_vault
 from localai_authd.keys.store import KeyStore
@@ -99,7 +100,7 @@ async def make_gw(
         streams = StreamRegistry()
         cfg_kw.setdefault("max_body_bytes", 4096)
         gateway = Gateway(gateway_config(upstream.url, **cfg_kw), store, audit, streams)
-        runner = web.AppRunner(gateway.make_app(0), handler_cancellation=True, access_log=None)
+        runner = GatewayRunner(gateway.make_app(0), handler_cancellation=True, access_log=None)
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)

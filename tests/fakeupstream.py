@@ -39,6 +39,7 @@ class FakeUpstream:
         self.stall_after: int | None = None  # send this many chunks, then go silent forever
         self.reset_after: int | None = None  # send this many chunks, then reset the connection
         self.header_delay = 0.0
+        self.redirect = False  # answer GET /api/version with a 302 elsewhere
         self.received = asyncio.Event()  # set whenever a request arrives
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -144,6 +145,8 @@ class FakeUpstream:
         model = doc.get("model", "llama3") if isinstance(doc, dict) else "llama3"
         if self.header_delay:
             await asyncio.sleep(self.header_delay)
+        if self.redirect and path == "/api/version":
+            raise web.HTTPFound("http://127.0.0.1:1/elsewhere")
         if path in ("/api/tags", "/v1/models", "/api/version", "/"):
             return web.json_response(
                 {
@@ -152,8 +155,6 @@ class FakeUpstream:
                     "data": [{"id": "llama3", "object": "model"}],
                 }
             )
-        if path == "/redirect":
-            raise web.HTTPFound("http://127.0.0.1:1/elsewhere")
         if path == "/api/generate" or path == "/api/chat" or path == "/v1/chat/completions":
             stream = doc.get("stream", True) if isinstance(doc, dict) else True
             kind = {"/api/generate": "ndjson", "/api/chat": "chat"}.get(path, "sse")

@@ -171,3 +171,33 @@ async def test_auto_backend_follows_python_keyring_backend(
         assert await asyncio.wait_for(d.proc.wait(), 30) != 0
     finally:
         d.close()
+
+
+async def test_garbage_in_a_credential_header_never_reaches_the_log(daemon: Daemon) -> None:
+    await daemon.start()
+    key = (await daemon.authctl_json("create", "k"))["key"]
+    secret = key[20:50]
+    cases = [
+        # a control character inside the header value: aiohttp's parser refuses the request
+        # and would log the raw line with the credential in it
+        b"GET /api/tags HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + key.encode()
+        + b"\x01x\r\n\r\n",
+        b"GET /api/tags HTTP/1.1\r\nHost: x\r\nAuthorization : Bearer "
+        + key.encode()
+        + b"\r\n\r\n",
+        b"GET /api/tags HTTP/1.1\r\nHost: x\r\nx-api-key: " + key.encode() + b"\r\n folded\r\n\r\n",
+        b"GET /api/tags HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + key.encode()
+        + b"\nBad: bare-lf\r\n\r\n",
+    ]
+    for raw in cases:
+        r, w = await asyncio.open_connection("127.0.0.1", daemon.port)
+        w.write(raw)
+        await w.drain()
+        answer = await asyncio.wait_for(r.read(65536), 5)
+        assert b" 400 " in answer.split(b"\r\n")[0], answer[:80]
+        assert key.encode() not in answer and secret.encode() not in answer
+        w.close()
+    log = await daemon.wait_log("details withheld")
+    assert secret not in log

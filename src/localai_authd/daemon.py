@@ -24,6 +24,7 @@ from .errors import EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, Authd
 from .gateway import tls as tlsmod
 from .gateway.app import Gateway, install_log_scrubber
 from .gateway.audit import Audit
+from .gateway.runner import GatewayRunner
 from .gateway.streams import StreamRegistry
 from .keys.store import KeyStore
 from .systemd import Notifier, listen_fds, watchdog, watchdog_interval
@@ -172,7 +173,7 @@ class Daemon:
 
     def _runner(self, index: int) -> web.AppRunner:
         assert self.gateway is not None
-        runner = web.AppRunner(
+        runner = GatewayRunner(
             self.gateway.make_app(index),
             handler_cancellation=True,  # a client that goes away cancels the upstream request
             access_log=None,  # the audit trail is the access log

@@ -11,6 +11,7 @@ import json
 from aiohttp import web
 
 REALM = 'Bearer realm="localai-authd"'
+SERVER = "localai-authd"  # not aiohttp's "Python/3.x aiohttp/3.y": no versions for scanners
 _OPENAI_TYPE = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -75,7 +76,7 @@ def render(refusal: Refusal, dialect: str, request_id: str) -> web.Response:
         status=refusal.status,
         body=json.dumps(body).encode(),
         content_type="application/json",
-        headers={"X-Request-Id": request_id},
+        headers={"X-Request-Id": request_id, "Server": SERVER},
     )
     for k, v in refusal.headers:
         resp.headers.add(k, v)

@@ -20,7 +20,7 @@ from yarl import URL
 
 from ..config import Upstream
 from . import headers as hdrs
-from .errors import Refusal
+from .errors import SERVER, Refusal
 
 # aiohttp would add these unless told not to; the client's own (if any) pass through.
 _SKIP_AUTO = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -131,6 +131,7 @@ async def _relay(
     request: web.Request, up: aiohttp.ClientResponse, upstream: Upstream, out: Outcome
 ) -> web.StreamResponse:
     resp = web.StreamResponse(status=up.status, reason=up.reason)
+    resp.headers["Server"] = SERVER
     for k, v in hdrs.to_client(up.headers.items()):
         resp.headers.add(k, v)
     length = up.content_length

@@ -17,7 +17,7 @@ from aiohttp import web
 from ..config import Config
 from ..durations import parse_duration
 from ..keys.store import KeyStore
-from .errors import Refusal
+from .errors import SERVER, Refusal
 from .identify import Principal
 
 MAX_BODY = 4096
@@ -92,5 +92,5 @@ async def exchange_token(
             "expires_in": max(0, int(exp - store.now())),
             "scopes": granted,
         },
-        headers={"Cache-Control": "no-store"},  # RFC 6749 §5.1
+        headers={"Cache-Control": "no-store", "Server": SERVER},  # RFC 6749 §5.1
     )

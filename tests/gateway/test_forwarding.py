@@ -1,0 +1,88 @@
+"""Forwarding details: redirects, many concurrent streams, several upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from tests.conftest import GW, GwFactory
+from tests.fakeupstream import FakeUpstream
+
+
+async def test_redirects_are_passed_back_not_followed(gw: GW, http) -> None:
+    key = await gw.key()
+    gw.upstream.redirect = True
+    async with http.get(
+        gw.url + "/api/version", headers={"x-api-key": key}, allow_redirects=False
+    ) as r:
+        assert r.status == 302
+        assert r.headers["Location"] == "http://127.0.0.1:1/elsewhere"
+    assert [s.path for s in gw.upstream.seen] == ["/api/version"]  # nothing followed
+
+
+async def test_more_than_100_concurrent_streams_are_not_queued(gw: GW) -> None:
+    # aiohttp's default connector would silently queue stream 101 until one ends.
+    key = await gw.key()
+    gw.upstream.hold_after = 1
+    n = 130
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn) as s:
+        resps = await asyncio.gather(
+            *(
+                s.post(
+                    gw.url + "/api/generate",
+                    json={"model": "m"},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                for _ in range(n)
+            )
+        )
+        firsts = await asyncio.wait_for(asyncio.gather(*(r.content.readany() for r in resps)), 15)
+        assert all(f.startswith(b'{"model": "m"') for f in firsts)
+        assert len(gw.upstream.seen) == n  # every one reached the upstream while all are held
+        gw.upstream.release.set()
+        bodies = await asyncio.wait_for(asyncio.gather(*(r.read() for r in resps)), 15)
+        for f, b in zip(firsts, bodies, strict=True):
+            assert f + b == gw.upstream.stream_bytes("ndjson", "m")
+        for r in resps:
+            r.close()
+
+
+async def test_several_upstreams_by_prefix(make_gw: GwFactory, http) -> None:
+    second = FakeUpstream()
+    await second.start()
+    try:
+        from localai_authd import config
+
+        g = await make_gw()
+        g.gateway.apply_config(
+            config.build(
+                {
+                    "server": {"listen": ["127.0.0.1:1"]},
+                    "upstream": [{"url": g.upstream.url}, {"url": second.url, "prefix": "/gpu2"}],
+                },
+                "<test>",
+            )
+        )
+        key = await g.key()
+        h = {"x-api-key": key}
+        async with http.get(g.url + "/api/tags", headers=h) as r:
+            assert r.status == 200
+        async with http.get(g.url + "/gpu2/api/tags", headers=h) as r:
+            assert r.status == 200
+        async with http.post(g.url + "/gpu2/api/pull", json={"model": "x"}, headers=h) as r:
+            assert r.status == 403  # the policy sees /api/pull, as the upstream will
+        assert [s.path for s in g.upstream.seen] == ["/api/tags"]
+        assert [s.path for s in second.seen] == ["/api/tags"]
+        seen = dict((k.lower(), v) for k, v in second.seen[0].headers)
+        assert seen["host"] == f"127.0.0.1:{second.port}"
+    finally:
+        await second.stop()
+
+
+async def test_server_header_does_not_advertise_versions(gw: GW, http) -> None:
+    key = await gw.key()
+    async with http.get(gw.url + "/api/tags") as r:
+        assert r.headers["Server"] == "localai-authd"
+    async with http.get(gw.url + "/api/tags", headers={"x-api-key": key}) as r:
+        assert r.headers["Server"] == "localai-authd"
