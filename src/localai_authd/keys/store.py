@@ -35,10 +35,10 @@ from .model import (
     check_name,
     check_scopes,
 )
+from .signing import TokenMixin
 
 TABLE_ENTRY = "keys"
 PEPPER_ENTRY = "pepper"
-SIGNING_ENTRY = "token-signing"
 TABLE_VERSION = 1
 MIN_IMPORT_LEN = 16
 MAX_IMPORT_LEN = 512
@@ -60,7 +60,7 @@ class Issued:
     key: str
 
 
-class KeyStore:
+class KeyStore(TokenMixin):
     def __init__(self, vault: VaultLike, clock: Callable[[], float] = time.time) -> None:
         self._vault = vault
         self._clock = clock
@@ -124,18 +124,6 @@ class KeyStore:
                 raise KeyringUnavailable(f"the key table in the keyring is unreadable: {e}") from e
         return pepper, table, self._load_signing_blocking()
 
-    def _load_signing_blocking(self) -> dict[str, tok.SigningSecret]:
-        raw = self._vault.get(SIGNING_ENTRY)
-        if raw is None:
-            first = tok.SigningSecret.new(self._clock())
-            self._vault.set(SIGNING_ENTRY, json.dumps([first.to_json()]))
-            return {first.id: first}
-        try:
-            items = [tok.SigningSecret.from_json(d) for d in json.loads(raw)]
-        except (ValueError, KeyError, TypeError) as e:
-            raise KeyringUnavailable(f"the token signing secrets are unreadable: {e}") from e
-        return {s.id: s for s in items}
-
     def _install(self, table: dict[str, Identity]) -> None:
         self._by_name = dict(table)
         self._by_kid = {i.kid: i for i in table.values()}
@@ -194,79 +182,8 @@ class KeyStore:
         ident = self._by_subject.get(subject)
         return ident if ident is not None and ident.usable(self._clock()) else None
 
-    def verify_token(self, token: str, leeway: float, max_ttl: float) -> Identity | None:
-        """The identity a token speaks for, with its scopes narrowed as the token says.
-
-        Stateless: no token is stored. A token dies with its expiry, its key (revoked or
-        expired), the key secret it was issued under (rotated out past its grace), and its
-        signing secret.
-        """
-        now = self._clock()
-        claims = tok.verify(token, self._signing, now, leeway, max_ttl)
-        if claims is None:
-            return None
-        ident = self._by_kid.get(claims.kid)
-        if ident is None or not ident.usable(now):
-            return None
-        if not any(v.vid == claims.vid and v.live(now) for v in ident.verifiers):
-            return None
-        if claims.scopes is None:
-            return ident
-        return ident.with_(scopes=tuple(s for s in ident.scopes if s in claims.scopes))
-
-    def issue_token(
-        self,
-        ident: Identity,
-        ttl: float,
-        max_ttl: float,
-        scopes: tuple[str, ...] | None = None,
-        vid: str | None = None,
-        not_after: float | None = None,
-    ) -> tuple[str, int]:
-        """A token for ``ident`` valid ``ttl`` seconds; (token, expiry as a Unix time).
-
-        ``vid`` binds it to the secret that asked for it (the current one when not given);
-        ``not_after`` caps its expiry (a refreshed token may not outlive its predecessor's
-        key secret being rotated out, which the vid already ensures).
-        """
-        now = self._clock()
-        if not ident.usable(now):
-            raise Conflict(f"key {ident.name!r} is {ident.status(now)}")
-        if not 0 < ttl <= max_ttl:
-            raise UsageError(f"a token's lifetime must be more than 0 and at most {max_ttl:g}s")
-        if scopes is not None:
-            problem = check_scopes(scopes)
-            if problem:
-                raise UsageError(problem)
-            extra = [x for x in scopes if x not in ident.scopes]
-            if extra:
-                raise UsageError(f"key {ident.name!r} has no scope {extra[0]!r} to give a token")
-        live = [v for v in ident.verifiers if v.live(now)]
-        if vid is None:
-            current = [v for v in live if v.not_after is None] or live
-            if not current:
-                raise Conflict(f"key {ident.name!r} has no live secret")
-            vid = current[0].vid
-        signing = self.current_signing_secret()
-        exp = int(now + ttl) if not_after is None else int(min(now + ttl, not_after))
-        claims = tok.Claims(
-            ident.kid,
-            vid,
-            int(now),
-            exp,
-            tuple(dict.fromkeys(scopes)) if scopes is not None else None,
-        )
-        return tok.mint(signing, claims), exp
-
     def now(self) -> float:
         return self._clock()
-
-    def token_claims(self, token: str, leeway: float, max_ttl: float) -> tok.Claims | None:
-        return tok.verify(token, self._signing, self._clock(), leeway, max_ttl)
-
-    def current_signing_secret(self) -> tok.SigningSecret:
-        live = [s for s in self._signing.values() if s.not_after is None]
-        return max(live, key=lambda s: s.created)
 
     def secret_vid(self, presented: str) -> str | None:
         """Which of its key's secrets ``presented`` is (for binding a token to it)."""
@@ -420,32 +337,6 @@ class KeyStore:
             ident = old.with_(state=REVOKED, revoked_at=now, verifiers=())
             await self._commit({**self._by_name, name: ident})
             return ident
-
-    async def rotate_signing_secret(self, grace: float = 0.0) -> tok.SigningSecret:
-        """A new token signing secret; tokens signed by the old one live ``grace`` more seconds."""
-        if grace < 0:
-            raise UsageError("grace must not be negative")
-        async with self._lock:
-            now = self._clock()
-            new = tok.SigningSecret.new(now)
-            kept = [
-                tok.SigningSecret(s.id, s.secret, s.created, now + grace)
-                for s in self._signing.values()
-                if s.not_after is None and grace > 0
-            ] + [s for s in self._signing.values() if s.not_after is not None and s.live(now)]
-            items = {s.id: s for s in (*kept, new)}
-            doc = json.dumps([s.to_json() for s in items.values()])
-            await self._run(self._vault.set, SIGNING_ENTRY, doc)
-            self._signing = items
-            return new
-
-    def signing_status(self) -> list[dict[str, Any]]:
-        now = self._clock()
-        return [
-            {"id": s.id, "created": s.created, "valid_until": s.not_after}
-            for s in sorted(self._signing.values(), key=lambda s: s.created)
-            if s.live(now)
-        ]
 
     async def bind_cert(self, name: str, subject: str) -> Identity:
         """Map a client-certificate name (CN or SAN, per listener) to key ``name``."""
