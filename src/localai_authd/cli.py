@@ -8,20 +8,28 @@ table in ``authctl --help``.
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import Any
 
 import click
-from click.shell_completion import CompletionItem
 
 from . import __version__
 from . import cliout as out
+from .clibase import (
+    AuthctlGroup,
+    Duration,
+    Failure,
+    State,
+    complete_names,
+    expires_option,
+    models_option,
+    name_argument,
+    pass_state,
+    scope_option,
+)
 from .control.client import DEFAULT_SOCKET, ControlClient, key_path
-from .durations import parse_duration
-from .errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE, AuthdError
+from .errors import EXIT_CONFIG, EXIT_USAGE
 from .keys.model import SCOPES
 
 EPILOG = """\b
@@ -45,80 +53,6 @@ ONCE = "This secret will not be shown again: store it now."
 MAX_SECRET_CHARS = 4096  # the daemon accepts far less; just don't read an endless pipe
 
 
-class Failure(click.ClickException):
-    """Printed as exactly one line, ``authctl: <reason>``, with a documented exit code."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(" ".join(message.split()))
-        # click declares exit_code a ClassVar, but reads it from the instance it catches.
-        vars(self)["exit_code"] = exit_code
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"authctl: {self.format_message()}", file=file, err=True)
-
-
-@contextlib.contextmanager
-def _one_line() -> Iterator[None]:
-    """Turn click's multi-line usage errors and our AuthdErrors into a :class:`Failure`."""
-    try:
-        yield
-    except (Failure, click.exceptions.NoArgsIsHelpError):
-        raise  # bare `authctl` prints its help, as click does
-    except click.UsageError as e:
-        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
-        raise Failure(e.format_message().rstrip(".") + hint, EXIT_USAGE) from e
-    except click.Abort as e:
-        raise Failure("aborted", EXIT_FAILURE) from e
-    except AuthdError as e:
-        raise Failure(e.message, e.exit_code) from e
-
-
-class _Authctl(click.Group):
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        with _one_line():
-            return super().make_context(info_name, args, parent, **extra)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        with _one_line():
-            return super().invoke(ctx)
-
-
-@dataclass(frozen=True)
-class _State:
-    client: ControlClient
-    as_json: bool
-
-
-class _Duration(click.ParamType[str, Any]):
-    """Checked here for a quick error naming the option; sent to the daemon as typed."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        try:
-            parse_duration(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-        return str(value)
-
-
-def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    """Key names from the daemon, if it can be reached quickly; nothing otherwise."""
-    path = ctx.find_root().params.get("socket_path") or DEFAULT_SOCKET
-    try:
-        doc = ControlClient(path, timeout=2.0).request("GET", "/v1/keys")
-    except AuthdError:
-        return []
-    names = [k.get("name") for k in doc.get("keys", []) if isinstance(k, dict)]
-    return [CompletionItem(n) for n in names if isinstance(n, str) and n.startswith(incomplete)]
-
-
 def _issued(doc: Mapping[str, Any], headline: str) -> None:
     click.echo(headline)
     click.echo(doc["key"])
@@ -132,36 +66,9 @@ def _grants_body(
     return {k: v for k, v in body.items() if v}  # absent: the daemon's defaults
 
 
-# ---- commands -----------------------------------------------------------------------------
-
-pass_state = click.make_pass_decorator(_State)
-name_argument = click.argument("name", shell_complete=_complete_names)
-scope_option = click.option(
-    "--scope",
-    "scopes",
-    multiple=True,
-    type=click.Choice(list(SCOPES)),
-    help="a scope to grant; repeat for more [default: inference]",
-)
-models_option = click.option(
-    "--models",
-    "models",
-    multiple=True,
-    metavar="GLOB",
-    help="models the key may use, as a glob on the request's model; repeat for more "
-    "[default: any model]",
-)
-expires_option = click.option(
-    "--expires",
-    type=_Duration(),
-    metavar="DURATION",
-    help="expire this long from now, e.g. 30d, 12h, 1h30m [default: never]",
-)
-
-
 @click.group(
     "authctl",
-    cls=_Authctl,
+    cls=AuthctlGroup,
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -184,7 +91,7 @@ def cli(ctx: click.Context, socket_path: str, as_json: bool) -> None:
 
     Only root and members of the daemon's admin group may use the socket.
     """
-    ctx.obj = _State(ControlClient(socket_path), as_json)
+    ctx.obj = State(ControlClient(socket_path), as_json)
 
 
 @cli.command()
@@ -194,7 +101,7 @@ def cli(ctx: click.Context, socket_path: str, as_json: bool) -> None:
 @expires_option
 @pass_state
 def create(
-    state: _State, name: str, scopes: tuple[str, ...], models: tuple[str, ...], expires: str | None
+    state: State, name: str, scopes: tuple[str, ...], models: tuple[str, ...], expires: str | None
 ) -> None:
     """Create key NAME and print its secret, once."""
     doc = state.client.request(
@@ -212,7 +119,7 @@ def create(
 
 @cli.command("list")
 @pass_state
-def list_keys(state: _State) -> None:
+def list_keys(state: State) -> None:
     """List every key (never their secrets)."""
     doc = state.client.request("GET", "/v1/keys")
     if state.as_json:
@@ -228,7 +135,7 @@ def list_keys(state: _State) -> None:
 @cli.command()
 @name_argument
 @pass_state
-def show(state: _State, name: str) -> None:
+def show(state: State, name: str) -> None:
     """Show key NAME (never its secret)."""
     doc = state.client.request("GET", key_path(name))
     if state.as_json:
@@ -237,10 +144,10 @@ def show(state: _State, name: str) -> None:
 
 
 @cli.command()
-@click.argument("name", required=False, shell_complete=_complete_names)
+@click.argument("name", required=False, shell_complete=complete_names)
 @click.option(
     "--grace",
-    type=_Duration(),
+    type=Duration(),
     default="0",
     show_default=True,
     metavar="DURATION",
@@ -253,7 +160,7 @@ def show(state: _State, name: str) -> None:
     "keep working for --grace)",
 )
 @pass_state
-def rotate(state: _State, name: str | None, grace: str, signing_secret: bool) -> None:
+def rotate(state: State, name: str | None, grace: str, signing_secret: bool) -> None:
     """Give key NAME a new secret and print it, once; or rotate the token signing secret.
 
     \b
@@ -285,7 +192,7 @@ def rotate(state: _State, name: str | None, grace: str, signing_secret: bool) ->
 @name_argument
 @click.option(
     "--ttl",
-    type=_Duration(),
+    type=Duration(),
     metavar="DURATION",
     help="lifetime, e.g. 15m or 1h [default: the daemon's [tokens] default_ttl]",
 )
@@ -297,7 +204,7 @@ def rotate(state: _State, name: str | None, grace: str, signing_secret: bool) ->
     help="narrow the token to this scope; repeat for more [default: the key's]",
 )
 @pass_state
-def token(state: _State, name: str, ttl: str | None, scopes: tuple[str, ...]) -> None:
+def token(state: State, name: str, ttl: str | None, scopes: tuple[str, ...]) -> None:
     """Issue a time-limited token for key NAME and print it.
 
     A token works wherever the key does (Bearer or x-api-key), for its lifetime only, and
@@ -324,7 +231,7 @@ def token(state: _State, name: str, ttl: str | None, scopes: tuple[str, ...]) ->
 @name_argument
 @click.argument("subject")
 @pass_state
-def bind_cert(state: _State, name: str, subject: str) -> None:
+def bind_cert(state: State, name: str, subject: str) -> None:
     """Let clients whose certificate names SUBJECT act as key NAME (mutual TLS).
 
     SUBJECT is the certificate's common name or its first DNS/e-mail/URI subject
@@ -341,7 +248,7 @@ def bind_cert(state: _State, name: str, subject: str) -> None:
 @name_argument
 @click.argument("subject")
 @pass_state
-def unbind_cert(state: _State, name: str, subject: str) -> None:
+def unbind_cert(state: State, name: str, subject: str) -> None:
     """Stop certificate SUBJECT from acting as key NAME."""
     doc = state.client.request("POST", key_path(name, "unbind-cert"), {"subject": subject})
     if state.as_json:
@@ -354,7 +261,7 @@ def unbind_cert(state: _State, name: str, subject: str) -> None:
 @name_argument
 @click.option("--kill-streams", is_flag=True, help="also end the key's requests in flight")
 @pass_state
-def revoke(state: _State, name: str, kill_streams: bool) -> None:
+def revoke(state: State, name: str, kill_streams: bool) -> None:
     """Revoke key NAME: it stops working with the very next request."""
     doc = state.client.request("POST", key_path(name, "revoke"), {"kill_streams": kill_streams})
     if state.as_json:
@@ -382,7 +289,7 @@ def _read_secret() -> str:
 @expires_option
 @pass_state
 def import_key(
-    state: _State, name: str, scopes: tuple[str, ...], models: tuple[str, ...], expires: str | None
+    state: State, name: str, scopes: tuple[str, ...], models: tuple[str, ...], expires: str | None
 ) -> None:
     """Register an existing secret, read from stdin, as key NAME.
 
@@ -401,7 +308,7 @@ def import_key(
 
 @cli.command()
 @pass_state
-def status(state: _State) -> None:
+def status(state: State) -> None:
     """Show the daemon's version, uptime, upstreams and key counts."""
     doc = state.client.request("GET", "/v1/status")
     if state.as_json:
@@ -413,7 +320,7 @@ def status(state: _State) -> None:
 
 @cli.command()
 @pass_state
-def reload(state: _State) -> None:
+def reload(state: State) -> None:
     """Re-read the daemon's config, as SIGHUP does.
 
     The new config is applied only if all of it is valid; otherwise the daemon keeps
