@@ -38,6 +38,7 @@ class Daemon:
     sockdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lad", dir="/tmp")))
     stderr_path: Path | None = None
     listen_flag: bool = True  # False: the config's own listeners apply (flags would win)
+    prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", "ns1"]
 
     @property
     def url(self) -> str:
@@ -59,6 +60,7 @@ class Daemon:
             self.notify.bind(str(ns))
             self.notify.setblocking(False)
         args = [
+            *self.prefix,
             str(VENV_BIN / "localai-authd"),
             *(["--listen", f"127.0.0.1:{self.port}"] if self.listen_flag else []),
             "--upstream",
