@@ -118,3 +118,46 @@ def test_check_config_cli(tmp_path: Path) -> None:
     assert r.returncode == 78 and "not valid TOML" in r.stderr
     r = _daemon("--config", str(tmp_path / "missing.toml"), "--check-config")
     assert r.returncode == 78 and "no such file" in r.stderr
+
+
+def test_tls_files_from_a_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "tls.pem").write_text("x")
+    (creds / "tls.key").write_text("x")
+    doc = {
+        "listener": [
+            {
+                "address": "127.0.0.1:11443",
+                "tls_cert": "credential:tls.pem",
+                "tls_key": "credential:tls.key",
+            }
+        ]
+    }
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY"):
+        config.build(doc, "x")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    tls = config.build(doc, "x").listen[0].tls
+    assert tls is not None and tls.cert == creds / "tls.pem" and tls.key == creds / "tls.key"
+
+
+def test_listener_rules_span_keys() -> None:
+    problems = []
+    for doc in (
+        {"listener": [{"address": "127.0.0.1:1", "tls_cert": "/nonexistent"}]},
+        {"listener": [{"address": "127.0.0.1:1", "client_cert": "required"}]},
+        {"listener": [{"tls_cert": "/x", "tls_key": "/y"}]},
+        {"server": {"listen": ["127.0.0.1:5"]}, "listener": [{"address": "127.0.0.1:5"}]},
+        {"tokens": {"default_ttl": "2d", "max_ttl": "1d"}},
+    ):
+        with pytest.raises(ConfigError) as e:
+            config.build(doc, "x")
+        problems.append(" ".join(e.value.problems))
+    assert "give both tls_cert and tls_key" in problems[0]
+    assert "client certificates need TLS" in problems[1]
+    assert "address is required" in problems[2]
+    assert "configured more than once" in problems[3]
+    assert "default_ttl is longer than max_ttl" in problems[4]
