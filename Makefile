@@ -34,13 +34,19 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy --strict on the package
 	$(BIN)/mypy
 
-check: lint typecheck test ## lint, types and the tests (what CI runs)
+deb: ## build dist/localai-authd_*.deb from a clean export (lintian clean)
+	packaging/build-deb.sh --install-deps
+
+package-check: ## .deb + lintian + unit checks + a booted Debian 12 systemd (root, ~2 min)
+	packaging/test/package-stage.sh
+
+check: lint typecheck test package-check ## lint, types, tests, the package stage (what CI runs)
 
 lock: ## re-pin requirements/*.lock from requirements/*.in (needs uv)
 	cd requirements && uv pip compile --python-version 3.11 --generate-hashes --no-header -q runtime.in -o runtime.lock
 	cd requirements && uv pip compile --python-version 3.11 --generate-hashes --no-header -q dev.in -o dev.lock
 
 clean: ## remove the venv, caches and ./.state
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build dist src/*.egg-info
 
-.PHONY: help venv run test lint typecheck check lock clean
+.PHONY: help venv run test lint typecheck deb package-check check lock clean
