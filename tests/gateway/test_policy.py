@@ -95,7 +95,7 @@ async def test_upstream_never_sees_credentials_or_hop_by_hop(gw: GW) -> None:
         "Connection: keep-alive, X-Secret-Hop\r\n"
         "X-Secret-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: h2c\r\n"
         "X-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n"
-        "X-Custom: kept\r\nContent-Type: application/json\r\n"
+        "X-Custom: kept\r\nContent-Type: application/json\r\nX-Request-Id: spoofed\r\n"
         'Content-Length: 34\r\n\r\n{"model":"llama3","stream":false}\n'
     ).encode()
     resp = await raw_request(gw.port, req)
@@ -119,6 +119,9 @@ async def test_upstream_never_sees_credentials_or_hop_by_hop(gw: GW) -> None:
     assert values["x-forwarded-for"] == "127.0.0.1"
     assert values["x-forwarded-proto"] == "http"
     assert values["x-custom"] == "kept"
+    assert [v for k, v in seen.headers if k.lower() == "x-request-id"] == [
+        gw.audit()[-1]["request_id"]
+    ]
     assert values["host"] == f"127.0.0.1:{gw.upstream.port}"
     assert key not in repr(seen.headers) and key.encode() not in seen.body
 

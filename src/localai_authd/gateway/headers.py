@@ -34,8 +34,9 @@ FORWARDING = frozenset(
         "x-real-ip",
     }
 )
-# Recomputed for the new message (aiohttp frames the body itself) or answered by us.
-FRAMING = frozenset({"host", "content-length", "expect"})
+# Recomputed for the new message (aiohttp frames the body itself) or answered by us; the
+# request id is ours (the audit record and the upstream's logs must agree on it).
+FRAMING = frozenset({"host", "content-length", "expect", "x-request-id"})
 # Response headers aiohttp writes itself.
 OWN_RESPONSE = frozenset({"date", "server", "content-length"})
 
