@@ -164,3 +164,23 @@ async def test_authctl_bind_and_unbind_cert(daemon: Daemon) -> None:
     assert code == 4 and "bound to key 'laptop'" in err
     await daemon.authctl("unbind-cert", "laptop", "laptop.example.lan")
     assert (await daemon.authctl_json("show", "laptop"))["cert_subjects"] == []
+
+
+async def test_authctl_upstream_keys(daemon: Daemon) -> None:
+    code, _out, _ = await daemon.authctl("upstream-key", "set", "vllm", stdin=b"s3cret-upstream\n")
+    assert code == 0
+    listed = await daemon.authctl_json("upstream-key", "list")
+    assert listed == {"upstream_keys": ["vllm"]}
+    code, _, err = await daemon.authctl(
+        "upstream-key", "set", "bad/name", stdin=b"x\n", check=False
+    )
+    assert code == 2
+    code, _, err = await daemon.authctl(
+        "upstream-key", "set", "v2", stdin=b"has space\n", check=False
+    )
+    assert code == 2 and "without spaces" in err
+    await daemon.authctl("upstream-key", "delete", "vllm")
+    assert (await daemon.authctl_json("upstream-key", "list")) == {"upstream_keys": []}
+    code, _, _ = await daemon.authctl("upstream-key", "delete", "vllm", check=False)
+    assert code == 3
+    assert "s3cret-upstream" not in daemon.stderr()

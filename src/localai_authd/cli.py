@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import click
 
@@ -334,6 +335,53 @@ def reload(state: State) -> None:
         raise Failure("reload refused: " + "; ".join(str(p) for p in problems), EXIT_CONFIG)
     if not state.as_json:
         click.echo("Reloaded.")
+
+
+@cli.group("upstream-key")
+def upstream_key() -> None:
+    """The upstreams' own API keys (vLLM --api-key), kept in the daemon's keyring.
+
+    An [[upstream]] with key_name = "NAME" gets 'Authorization: Bearer <that key>' on every
+    request; the client's credentials never reach it.
+    """
+
+
+@upstream_key.command("set")
+@click.argument("name")
+@pass_state
+def upstream_key_set(state: State, name: str) -> None:
+    """Store upstream key NAME, read from stdin (never from the command line)."""
+    doc = state.client.request(
+        "POST", f"/v1/upstream-keys/{quote(name, safe='')}", {"secret": _read_secret()}
+    )
+    if state.as_json:
+        return out.print_json(doc)
+    click.echo(f"Upstream key {name!r} stored in the keyring.")
+    return None
+
+
+@upstream_key.command("delete")
+@click.argument("name")
+@pass_state
+def upstream_key_delete(state: State, name: str) -> None:
+    """Remove upstream key NAME."""
+    doc = state.client.request("POST", f"/v1/upstream-keys/{quote(name, safe='')}/delete")
+    if state.as_json:
+        return out.print_json(doc)
+    click.echo(f"Upstream key {name!r} removed.")
+    return None
+
+
+@upstream_key.command("list")
+@pass_state
+def upstream_key_list(state: State) -> None:
+    """List the names of the stored upstream keys (never the keys)."""
+    doc = state.client.request("GET", "/v1/upstream-keys")
+    if state.as_json:
+        return out.print_json(doc)
+    names = doc.get("upstream_keys", [])
+    click.echo("\n".join(names) if names else "no upstream keys")
+    return None
 
 
 def main() -> None:

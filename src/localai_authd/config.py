@@ -84,6 +84,7 @@ class Upstream:
     first_byte_timeout: float = 600.0
     idle_timeout: float = 300.0
     connect_timeout: float = 10.0
+    key_name: str = ""  # the upstream's own API key, by name in the keyring ("" = none)
 
     @property
     def host_header(self) -> str:
@@ -291,6 +292,7 @@ def build(
                 base.first_byte_timeout,
                 base.idle_timeout,
                 base.connect_timeout,
+                base.key_name,
             )
         ]
     if not upstreams and not ups_tables:

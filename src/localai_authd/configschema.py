@@ -152,6 +152,13 @@ def _keyring_backend(v: Any) -> str:
     )
 
 
+def _key_name(v: Any) -> str:
+    s = _str(v)
+    if s and not (len(s) <= 64 and all(c.isalnum() or c in "._-" for c in s)):
+        raise ValueError(f"a key name is 1-64 of A-Z a-z 0-9 . _ -, got {s!r}")
+    return s
+
+
 def _choice(*options: str) -> Converter:
     def conv(v: Any) -> str:
         s = _str(v)
@@ -204,6 +211,7 @@ SCHEMA: dict[str, dict[str, Converter]] = {
         "first_byte_timeout": _positive_duration,
         "idle_timeout": _positive_duration,
         "connect_timeout": _positive_duration,
+        "key_name": _key_name,
     },
     "tokens": {
         "exchange": _bool,

@@ -86,3 +86,30 @@ async def test_server_header_does_not_advertise_versions(gw: GW, http) -> None:
         assert r.headers["Server"] == "localai-authd"
     async with http.get(gw.url + "/api/tags", headers={"x-api-key": key}) as r:
         assert r.headers["Server"] == "localai-authd"
+
+
+async def test_the_upstreams_own_key_replaces_the_clients(make_gw: GwFactory, http) -> None:
+    from localai_authd import config
+
+    g = await make_gw()
+    g.gateway.apply_config(
+        config.build(
+            {
+                "server": {"listen": ["127.0.0.1:1"]},
+                "upstream": [{"url": g.upstream.url, "key_name": "vllm"}],
+            },
+            "<test>",
+        )
+    )
+    key = await g.key()
+    h = {"Authorization": f"Bearer {key}"}
+    async with http.get(g.url + "/v1/models", headers=h) as r:
+        assert r.status == 502
+        assert (await r.json())["error"]["code"] == "upstream_key_missing"
+    assert g.upstream.seen == []  # fail closed: nothing sent without the upstream's key
+    await g.store.set_upstream_key("vllm", "vllm-server-key-123")
+    async with http.get(g.url + "/v1/models", headers=h) as r:
+        assert r.status == 200
+    auths = [v for k, v in g.upstream.seen[0].headers if k.lower() == "authorization"]
+    assert auths == ["Bearer vllm-server-key-123"]
+    assert "vllm-server-key-123" not in g.audit_path.read_text()

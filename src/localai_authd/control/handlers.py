@@ -214,6 +214,25 @@ async def unbind_cert(call: Call) -> Result:
     return 200, ident.public(time.time())
 
 
+async def list_upstream_keys(call: Call) -> Result:
+    return 200, {"upstream_keys": call.ctx.store.upstream_key_names()}
+
+
+async def set_upstream_key(call: Call) -> Result:
+    name = _name(call.params["name"])
+    secret = call.body.get("secret")
+    if not isinstance(secret, str) or not secret:
+        raise UsageError("field 'secret' is required and must be a string")
+    await call.ctx.store.set_upstream_key(name, secret)
+    return 200, {"name": name, "set": True}
+
+
+async def delete_upstream_key(call: Call) -> Result:
+    name = _name(call.params["name"])
+    await call.ctx.store.delete_upstream_key(name)
+    return 200, {"name": name, "set": False}
+
+
 async def reload(call: Call) -> Result:
     return 200, await call.ctx.reload()
 
@@ -239,6 +258,21 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/signing-secret/rotate",
         frozenset({"grace"}),
         rotate_signing,
+    ),
+    Operation("upstream-key-list", "GET", "/v1/upstream-keys", frozenset(), list_upstream_keys),
+    Operation(
+        "upstream-key-set",
+        "POST",
+        "/v1/upstream-keys/{name}",
+        frozenset({"secret"}),
+        set_upstream_key,
+    ),
+    Operation(
+        "upstream-key-delete",
+        "POST",
+        "/v1/upstream-keys/{name}/delete",
+        frozenset(),
+        delete_upstream_key,
     ),
     Operation("reload", "POST", "/v1/reload", frozenset(), reload),
 )

@@ -36,6 +36,7 @@ from .model import (
     check_scopes,
 )
 from .signing import TokenMixin
+from .upstream import UpstreamKeysMixin
 
 TABLE_ENTRY = "keys"
 PEPPER_ENTRY = "pepper"
@@ -60,7 +61,7 @@ class Issued:
     key: str
 
 
-class KeyStore(TokenMixin):
+class KeyStore(TokenMixin, UpstreamKeysMixin):
     def __init__(self, vault: VaultLike, clock: Callable[[], float] = time.time) -> None:
         self._vault = vault
         self._clock = clock
@@ -73,6 +74,7 @@ class KeyStore(TokenMixin):
         self._by_digest: dict[bytes, Identity] = {}
         self._by_subject: dict[str, Identity] = {}
         self._signing: dict[str, tok.SigningSecret] = {}
+        self._upstream_keys: dict[str, str] = {}
         self._dummy = Verifier(secrets.token_bytes(32), 0.0)
         self.loaded_at = 0.0
 
@@ -92,6 +94,7 @@ class KeyStore(TokenMixin):
         self._pepper = pepper
         self._install(table)
         self._signing = signing
+        self._upstream_keys = await self._run(self._load_upstream_keys_blocking)
         self.loaded_at = self._clock()
 
     def _load_blocking(
