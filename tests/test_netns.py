@@ -104,34 +104,11 @@ async def test_beyond_loopback_only_with_tls_and_basic_over_tls(netns: str, tmp_
         await d.start()
         key = (await d.authctl_json("create", "laptop"))["key"]
         url = f"https://{ADDR}:{tls_port}/api/tags"
+        cacert = ["--cacert", str(certs.path("ca.pem"))]
         for auth in (["-H", f"Authorization: Bearer {key}"], ["-u", f"laptop:{key}"]):
-            code, out = await _in_ns(
-                netns,
-                "curl",
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--cacert",
-                str(certs.path("ca.pem")),
-                *auth,
-                url,
-            )
-            assert (code, out) == (0, "200"), out
-        code, out = await _in_ns(
-            netns,
-            "curl",
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-u",
-            f"laptop:{key}",
-            f"http://127.0.0.1:{plain_port}/api/tags",
-        )
-        assert (code, out) == (0, "200")  # Basic on loopback
+            assert await _http_code(netns, *cacert, *auth, url) == "200"
+        plain = f"http://127.0.0.1:{plain_port}/api/tags"
+        assert await _http_code(netns, "-u", f"laptop:{key}", plain) == "200"  # loopback
         code, out = await _in_ns(netns, "curl", "-sS", "--cacert", str(certs.path("ca.pem")), url)
         assert code == 0 and "missing API key" in out
         log = await d.wait_log('"auth":"basic"')
@@ -141,6 +118,12 @@ async def test_beyond_loopback_only_with_tls_and_basic_over_tls(netns: str, tmp_
         d.close()
         upstream.kill()
         await upstream.wait()
+
+
+async def _http_code(ns: str, *args: str) -> str:
+    code, out = await _in_ns(ns, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *args)
+    assert code == 0, out
+    return out
 
 
 def _write(d: Daemon, text: str) -> Path:
