@@ -40,13 +40,26 @@ deb: ## build dist/localai-authd_*.deb from a clean export (lintian clean)
 package-check: ## .deb + lintian + unit checks + a booted Debian 12 systemd (root, ~2 min)
 	packaging/test/package-stage.sh
 
+BENCH_VENV := bench/.venv
+$(BENCH_VENV)/.installed: requirements/bench.lock
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements/bench.lock
+	touch $@
+
+bench: $(STAMP) $(BENCH_VENV)/.installed ## gateway vs direct vs nginx, published to bench/ (~16 min)
+	$(BENCH_VENV)/bin/python -m bench --publish $(BENCH_ARGS)
+
+bench-quick: $(STAMP) $(BENCH_VENV)/.installed ## the same in about a minute (not published)
+	$(BENCH_VENV)/bin/python -m bench --quick $(BENCH_ARGS)
+
 check: lint typecheck test package-check ## lint, types, tests, the package stage (what CI runs)
 
 lock: ## re-pin requirements/*.lock from requirements/*.in (needs uv)
 	cd requirements && uv pip compile --python-version 3.11 --generate-hashes --no-header -q runtime.in -o runtime.lock
 	cd requirements && uv pip compile --python-version 3.11 --generate-hashes --no-header -q dev.in -o dev.lock
+	cd requirements && uv pip compile --python-version 3.11 --generate-hashes --no-header -q bench.in -o bench.lock
 
 clean: ## remove the venv, caches and ./.state
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build dist src/*.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build dist src/*.egg-info
 
-.PHONY: help venv run test lint typecheck deb package-check check lock clean
+.PHONY: help venv run test lint typecheck deb package-check bench bench-quick check lock clean

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import IO, Any
 
 log = logging.getLogger("localai_authd.audit")
+# What json.dumps(..., separators=(",", ":"), ensure_ascii=True, default=str) builds on every
+# call, built once (issue 6: per-record allocations on the request path).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
 
 
 def _iso(t: float) -> str:
@@ -28,7 +31,16 @@ class Audit:
         self.to_log = to_log
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
+        self._second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
         self.reopen()
+
+    def _time(self, t: float) -> str:
+        """_iso(t), formatting each second once (issue 6: strftime per record)."""
+        sec = int(t)
+        last = self._second
+        if last[0] != sec:
+            last = self._second = (sec, _iso(sec)[:-5])
+        return f"{last[1]}.{int((t % 1) * 1000):03d}Z"
 
     def reopen(self) -> None:
         with self._lock:
@@ -43,8 +55,8 @@ class Audit:
                 self._file = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
 
     def write(self, record: dict[str, Any]) -> None:
-        rec = {"time": _iso(record.pop("t", time.time())), **record}
-        line = json.dumps(rec, separators=(",", ":"), ensure_ascii=True, default=str)
+        rec = {"time": self._time(record.pop("t", time.time())), **record}
+        line = _ENCODER.encode(rec)
         with self._lock:
             if self._file is not None:
                 self._file.write(line + "\n")

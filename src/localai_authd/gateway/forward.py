@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -127,52 +128,140 @@ async def forward(
             up.close()
 
 
+class _ReadDeadline:
+    """The first-byte and idle-read timeouts of one relay, on one timer for the whole stream.
+
+    ``asyncio.timeout()`` around every read costs a timer-heap push and a cancel per chunk
+    (issue 6: measurable per-chunk CPU at 200 streams). Here a read costs two attribute writes;
+    the timer wakes only when a wait could have run out and re-arms for the wait in progress.
+    On expiry the upstream reader gets a TimeoutError, which the pending readany() raises,
+    exactly as the timeout context did.
+    """
+
+    __slots__ = ("_handle", "_limit", "_loop", "_reader", "_started", "_waiting", "_when")
+
+    def __init__(self, reader: aiohttp.StreamReader) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._reader = reader
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = math.inf
+        self._started = 0.0
+        self._limit = 0.0
+        self._waiting = False
+
+    def begin(self, limit: float) -> None:
+        """A read that may wait starts now; it may wait ``limit`` seconds."""
+        now = self._loop.time()
+        self._started, self._limit, self._waiting = now, limit, True
+        if now + limit < self._when:
+            self._arm(now + limit)
+
+    def end(self) -> None:
+        self._waiting = False
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._when = when
+        self._handle = self._loop.call_at(when, self._check)
+
+    def _check(self) -> None:
+        self._handle, self._when = None, math.inf
+        if not self._waiting:
+            return  # the next begin() re-arms
+        due = self._started + self._limit
+        if self._loop.time() >= due:
+            self._reader.set_exception(TimeoutError())
+        else:
+            self._arm(due)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class _HeadersWithFirstChunk(web.StreamResponse):
+    """A stream whose first chunk is already here: the headers wait for it and leave in the
+    same write (issue 6: one send() less per stream, and the first token arrives sooner).
+    Only ever used when that chunk is in hand, so the headers are never held back. (aiohttp's
+    own switch; were it gone, headers would simply go out first, as before.)"""
+
+    _send_headers_immediately = False
+
+
 async def _relay(
     request: web.Request, up: aiohttp.ClientResponse, upstream: Upstream, out: Outcome
 ) -> web.StreamResponse:
-    resp = web.StreamResponse(status=up.status, reason=up.reason)
-    resp.headers["Server"] = SERVER
-    for k, v in hdrs.to_client(up.headers.items()):
-        resp.headers.add(k, v)
+    headers = [("Server", SERVER), *hdrs.to_client(up.headers.items())]
     length = up.content_length
+    out.status = up.status
+    content = up.content
+    # Whatever of the body is already here (usually all of a non-streaming reply, and the
+    # first chunk of a stream, which servers send with their headers).
+    early = content.read_nowait() if content.exception() is None else b""
+    if (
+        length is not None
+        and len(early) == length
+        and content.is_eof()
+        and request.method != "HEAD"
+        and up.status not in (204, 304)
+    ):
+        # The whole answer: headers and body leave in one write instead of two (issue 6:
+        # one send() less per request).
+        whole = web.Response(status=up.status, reason=up.reason, headers=headers, body=early)
+        await whole.prepare(request)
+        out.bytes_out += length
+        await whole.write_eof()
+        return whole
+    resp = (_HeadersWithFirstChunk if early else web.StreamResponse)(
+        status=up.status, reason=up.reason
+    )
+    for k, v in headers:
+        resp.headers.add(k, v)
     if length is not None:
         resp.content_length = length
     elif request.version >= (1, 1) and request.method != "HEAD" and up.status not in (204, 304):
         resp.enable_chunked_encoding()
-    out.status = up.status
     await resp.prepare(request)
-    first = True
-    last = b"\n"
-    while True:
-        try:
-            async with asyncio.timeout(
-                upstream.first_byte_timeout if first else upstream.idle_timeout
-            ):
-                chunk = await up.content.readany()
-        except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-            stalled = isinstance(e, TimeoutError)
-            out.outcome = "upstream_stalled" if stalled else "upstream_error"
-            out.reason = "upstream_idle_timeout" if stalled else "upstream_reset"
-            message = (
-                f"the upstream went silent for {upstream.idle_timeout:g}s mid-stream"
-                if stalled
-                else "the upstream connection broke mid-stream"
-            )
-            tail = _stream_error_line(
-                up.headers.get("Content-Type", ""), message, not last.endswith(b"\n")
-            )
-            if tail and length is None:
-                await resp.write(tail)
-            # End the client's stream as an error: no terminating chunk, connection closed.
-            resp.force_close()
-            if request.transport is not None:
-                request.transport.close()
-            return resp
-        if not chunk:
-            break
-        first = False
-        last = chunk
-        out.bytes_out += len(chunk)
-        await resp.write(chunk)
+    first = not early
+    last = early or b"\n"
+    if early:
+        out.bytes_out += len(early)
+        await resp.write(early)
+    deadline = _ReadDeadline(content)
+    try:
+        while True:
+            try:
+                deadline.begin(upstream.first_byte_timeout if first else upstream.idle_timeout)
+                chunk = await content.readany()
+                deadline.end()
+            except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+                stalled = isinstance(e, TimeoutError)
+                out.outcome = "upstream_stalled" if stalled else "upstream_error"
+                out.reason = "upstream_idle_timeout" if stalled else "upstream_reset"
+                message = (
+                    f"the upstream went silent for {upstream.idle_timeout:g}s mid-stream"
+                    if stalled
+                    else "the upstream connection broke mid-stream"
+                )
+                tail = _stream_error_line(
+                    up.headers.get("Content-Type", ""), message, not last.endswith(b"\n")
+                )
+                if tail and length is None:
+                    await resp.write(tail)
+                # End the client's stream as an error: no terminating chunk, connection closed.
+                resp.force_close()
+                if request.transport is not None:
+                    request.transport.close()
+                return resp
+            if not chunk:
+                break
+            first = False
+            last = chunk
+            out.bytes_out += len(chunk)
+            await resp.write(chunk)
+    finally:
+        deadline.close()
     await resp.write_eof()
     return resp
