@@ -72,6 +72,8 @@ def test_service_is_notify_with_watchdog_reload_and_restart() -> None:
     assert one(s, "ExecStart") == "/usr/bin/localai-authd --config /etc/localai-authd/config.toml"
     # The stop timeout must leave room for the default drain of streams in flight.
     assert int(one(s, "TimeoutStopSec").rstrip("s")) > config.Config().drain_timeout
+    # Two sockets per stream: 1024 descriptors would refuse streams at about 500.
+    assert int(one(s, "LimitNOFILE")) >= 8192
 
 
 def test_service_never_uses_directives_that_break_the_daemon() -> None:

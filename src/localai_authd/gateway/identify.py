@@ -8,6 +8,7 @@ key of the same identity.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,14 +34,21 @@ class Principal:
     token: bool = False
 
 
+@functools.lru_cache(maxsize=256)
+def _loopback_host(host: str) -> bool:
+    # Cached: a listener has few local addresses, and parsing one per request showed in
+    # the benchmark's profile.
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def local_is_loopback(request: web.Request) -> bool:
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     if not sockname or not isinstance(sockname, tuple):
         return False
-    try:
-        return ipaddress.ip_address(sockname[0]).is_loopback
-    except ValueError:
-        return False
+    return _loopback_host(str(sockname[0]))
 
 
 def basic_allowed(request: web.Request, listener: Listener) -> bool:
