@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _B64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+# Any whitespace, Unicode included: one C-level search instead of a Python loop over the
+# characters (bench/: that loop was 1.4 µs of every request).
+_SPACE = re.compile(r"\s")
 
 
 class MalformedCredentials(Exception):
@@ -28,6 +31,7 @@ class Credential:
 
 
 def extract(headers: Iterable[tuple[str, str]]) -> Credential | None:
+    """The credential among ``headers`` (name, value pairs in any case)."""
     auths: list[str] = []
     api_keys: list[str] = []
     for k, v in headers:
@@ -36,11 +40,20 @@ def extract(headers: Iterable[tuple[str, str]]) -> Credential | None:
             auths.append(v)
         elif lk == "x-api-key":
             api_keys.append(v)
+    return extract_from(auths, api_keys)
+
+
+def extract_from(auths: Sequence[str], api_keys: Sequence[str]) -> Credential | None:
+    """The credential in the values of every Authorization and every x-api-key header.
+
+    The gateway passes its multidict's own case-insensitive lookups (C code) rather than
+    walking every header in Python (bench/: 2.6 µs of a 6.4 µs auth check).
+    """
     if len(auths) + len(api_keys) > 1:
         raise MalformedCredentials("send one credential: one Authorization or one x-api-key header")
     if api_keys:
         value = api_keys[0].strip()
-        if not value or any(c.isspace() for c in value):
+        if not value or _SPACE.search(value):
             raise MalformedCredentials("the x-api-key header must hold exactly one key")
         return Credential("x-api-key", value)
     if not auths:
@@ -55,7 +68,7 @@ def extract(headers: Iterable[tuple[str, str]]) -> Credential | None:
         return Credential("unsupported-scheme", scheme=scheme if scheme.isascii() else "?")
     tokens = [p for p in parts[1:] if p]
     # RFC 6750 §2.1: "Bearer" 1*SP b64token. Exactly one token, no other whitespace.
-    if len(tokens) != 1 or any(c.isspace() for c in tokens[0]):
+    if len(tokens) != 1 or _SPACE.search(tokens[0]):
         raise MalformedCredentials("expected 'Authorization: Bearer <key>'")
     return Credential("bearer", tokens[0])
 

@@ -64,7 +64,8 @@ def authenticate(
         return unauthorized(reason, message, error, basic=basic_ok)
 
     try:
-        cred = auth.extract(request.headers.items())
+        h = request.headers
+        cred = auth.extract_from(h.getall("Authorization", ()), h.getall("x-api-key", ()))
     except auth.MalformedCredentials as e:
         raise fail("malformed_credentials", str(e), "invalid_request") from None
     key_p = _from_credential(cred, request, listener, cfg, store, basic_ok, fail)
