@@ -28,8 +28,8 @@ test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check src tests $(wildcard bench)
-	$(BIN)/ruff format --check src tests $(wildcard bench)
+	$(BIN)/ruff check src tests packaging $(wildcard bench)
+	$(BIN)/ruff format --check src tests packaging $(wildcard bench)
 
 typecheck: $(STAMP) ## mypy --strict on the package
 	$(BIN)/mypy

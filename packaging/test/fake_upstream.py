@@ -73,14 +73,17 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         for i in range(CHUNKS):
             last = i == CHUNKS - 1
-            line = json.dumps(
-                {
-                    "model": request.get("model", ""),
-                    "response": "" if last else f"tok{i} ",
-                    "done": last,
-                    "sent_at": time.time(),
-                }
-            ).encode() + b"\n"
+            line = (
+                json.dumps(
+                    {
+                        "model": request.get("model", ""),
+                        "response": "" if last else f"tok{i} ",
+                        "done": last,
+                        "sent_at": time.time(),
+                    }
+                ).encode()
+                + b"\n"
+            )
             self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.flush()
             if not last:
@@ -88,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: object) -> None:  # the stdlib names it "format"
         sys.stderr.write("fake-upstream: " + (format % args) + "\n")
 
 
