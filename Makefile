@@ -28,8 +28,8 @@ test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check src tests packaging $(wildcard bench)
-	$(BIN)/ruff format --check src tests packaging $(wildcard bench)
+	$(BIN)/ruff check localai_authd tests packaging $(wildcard bench)
+	$(BIN)/ruff format --check localai_authd tests packaging $(wildcard bench)
 
 typecheck: $(STAMP) ## mypy --strict on the package
 	$(BIN)/mypy
@@ -60,6 +60,6 @@ lock: ## re-pin requirements/*.lock from requirements/*.in (needs uv)
 	cd requirements && uv pip compile --python-version 3.11 --generate-hashes --no-header -q bench.in -o bench.lock
 
 clean: ## remove the venv, caches and ./.state
-	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build dist src/*.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build dist *.egg-info
 
 .PHONY: help venv run test lint typecheck deb package-check bench bench-quick check lock clean

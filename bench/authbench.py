@@ -21,10 +21,10 @@ from pathlib import Path
 
 from multidict import CIMultiDict
 
-from localai_authd.gateway import auth
+from localai_authd.gateway import credentials
 from localai_authd.keys import format as keyformat
-from localai_authd.keys.keyring import open_vault
 from localai_authd.keys.store import KeyStore
+from localai_authd.keys.vault import open_vault
 
 
 async def seed(state_dir: Path) -> dict[str, str]:
@@ -78,7 +78,9 @@ async def timing(n: int) -> dict[str, object]:
                 )
 
                 def full(h: CIMultiDict[str]) -> object:
-                    c = auth.extract_from(h.getall("Authorization", ()), h.getall("x-api-key", ()))
+                    c = credentials.extract_from(
+                        h.getall("Authorization", ()), h.getall("x-api-key", ())
+                    )
                     return store.verify(c.secret) if c is not None else None
 
                 w = _per_call_us(full, headers, n)  # type: ignore[arg-type]

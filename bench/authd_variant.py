@@ -64,7 +64,7 @@ if freeze:
 
     import localai_authd.control.server
     import localai_authd.gateway.app
-    import localai_authd.keys.keyring  # noqa: F401
+    import localai_authd.keys.vault  # noqa: F401
 
     gc.collect()
     gc.freeze()

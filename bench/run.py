@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="LABEL=SPEC",
         help="an extra localai-authd target for A/B runs; SPEC is comma-separated: a source "
-        "dir (another checkout's src/), uvloop, audit-log-off",
+        "dir (another checkout's root), uvloop, audit-log-off",
     )
     ap.add_argument(
         "--publish",

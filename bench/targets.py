@@ -205,7 +205,7 @@ class Rig:
         self, port: int | None = None, name: str = "localai-authd", variant: str = ""
     ) -> Target:
         """The daemon. ``variant`` (for A/B runs) is a comma-separated list of: a source
-        directory to run instead of the checkout's src/, ``uvloop``, ``audit-log-off``,
+        checkout's root to run instead of this one, ``uvloop``, ``audit-log-off``,
         ``gc-freeze``, ``gc-relaxed``, ``gc-stats`` (see authd_variant.py)."""
         port = port or free_port()
         ctl = self.tmp / f"c-{port}.sock"

@@ -74,9 +74,9 @@ pkg_version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$src/pyproject.toml" | head 
 if [[ -n "$version" ]]; then
     log "setting version $version in the export"
     sed -i "s/^version = \".*\"$/version = \"$version\"/" "$src/pyproject.toml"
-    if [[ -f "$src/src/localai_authd/__init__.py" ]]; then
+    if [[ -f "$src/localai_authd/__init__.py" ]]; then
         sed -i "s/^__version__ = \".*\"$/__version__ = \"$version\"/" \
-            "$src/src/localai_authd/__init__.py"
+            "$src/localai_authd/__init__.py"
     fi
     {
         printf 'localai-authd (%s) bookworm; urgency=medium\n\n' "$version"

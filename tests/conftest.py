@@ -18,12 +18,12 @@ import pytest
 from aiohttp import web
 
 from localai_authd import config
+from localai_authd.audit import Audit
 from localai_authd.gateway.app import Gateway
-from localai_authd.gateway.audit import Audit
 from localai_authd.gateway.runner import GatewayRunner
-from localai_authd.gateway.streams import StreamRegistry
-from localai_authd.keys.keyring import open_vault
 from localai_authd.keys.store import KeyStore
+from localai_authd.keys.vault import open_vault
+from localai_authd.streams import StreamRegistry
 from tests.fakeupstream import FakeUpstream
 
 

@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from localai_authd.audit import Audit
 from localai_authd.control.context import ControlContext
 from localai_authd.control.server import ControlServer, start_control_server
-from localai_authd.gateway.audit import Audit
-from localai_authd.gateway.streams import StreamRegistry
-from localai_authd.keys.keyring import open_vault
 from localai_authd.keys.store import KeyStore
+from localai_authd.keys.vault import open_vault
+from localai_authd.streams import StreamRegistry
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = 1.0

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import GW
-
 from localai_authd.gateway import headers, policy
+from tests.conftest import GW
 
 
 async def test_admin_routes_need_the_admin_scope(gw: GW, http) -> None:

@@ -10,11 +10,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.certs import Certs, make_certs
-from tests.conftest import GW, GwFactory
 
 from localai_authd.config import TLS
 from localai_authd.gateway.tls import server_context
+from tests.certs import Certs, make_certs
+from tests.conftest import GW, GwFactory
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from localai_authd.errors import Conflict, KeyringUnavailable, NotFound, UsageError
-from localai_authd.keys.keyring import open_vault
 from localai_authd.keys.store import PEPPER_ENTRY, TABLE_ENTRY, KeyStore
+from localai_authd.keys.vault import open_vault
 
 
 class Clock:

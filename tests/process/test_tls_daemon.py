@@ -20,7 +20,7 @@ from tests.certs import Certs, make_certs
 from tests.daemon_harness import AUTHCTL, Daemon, free_port
 from tests.fakeupstream import FakeUpstream
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(certs: Certs, tls_port: int, mtls_port: int) -> str:

@@ -10,10 +10,10 @@ import aiohttp
 import openai
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import GW, GwFactory, raw_request, status_of
 
-from localai_authd.gateway import auth
+from localai_authd.gateway import credentials
 from localai_authd.keys import tokens as tok
+from tests.conftest import GW, GwFactory, raw_request, status_of
 
 TOKEN_URL = "/localai-authd/token"
 
@@ -101,11 +101,11 @@ async def test_basic_can_be_turned_off_per_listener(make_gw: GwFactory) -> None:
 @given(st.binary(max_size=200))
 def test_basic_parser_never_raises_anything_but_malformed(data: bytes) -> None:
     value = "Basic " + data.decode("latin-1")
-    with contextlib.suppress(auth.MalformedCredentials):
-        auth.extract([("Authorization", value)])
+    with contextlib.suppress(credentials.MalformedCredentials):
+        credentials.extract([("Authorization", value)])
     b64 = "Basic " + base64.b64encode(data).decode()
-    with contextlib.suppress(auth.MalformedCredentials):
-        auth.extract([("Authorization", b64)])
+    with contextlib.suppress(credentials.MalformedCredentials):
+        credentials.extract([("Authorization", b64)])
 
 
 # ---- tokens -----------------------------------------------------------------------------------

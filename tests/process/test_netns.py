@@ -73,7 +73,7 @@ async def test_beyond_loopback_only_with_tls_and_basic_over_tls(netns: str, tmp_
         str(up_port),
         "--interval",
         "0",
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )

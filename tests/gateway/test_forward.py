@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+
 from tests.conftest import GW, GwFactory
 from tests.fakeupstream import FakeUpstream
 

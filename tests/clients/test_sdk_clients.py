@@ -5,6 +5,7 @@ from __future__ import annotations
 import ollama
 import openai
 import pytest
+
 from tests.conftest import GW
 
 

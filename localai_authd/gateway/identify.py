@@ -19,7 +19,7 @@ from ..config import Config, Listener
 from ..keys import tokens as tok
 from ..keys.model import Identity
 from ..keys.store import KeyStore
-from . import auth
+from . import credentials
 from .errors import Refusal, unauthorized
 from .tls import identity_name
 
@@ -65,8 +65,8 @@ def authenticate(
 
     try:
         h = request.headers
-        cred = auth.extract_from(h.getall("Authorization", ()), h.getall("x-api-key", ()))
-    except auth.MalformedCredentials as e:
+        cred = credentials.extract_from(h.getall("Authorization", ()), h.getall("x-api-key", ()))
+    except credentials.MalformedCredentials as e:
         raise fail("malformed_credentials", str(e), "invalid_request") from None
     key_p = _from_credential(cred, request, listener, cfg, store, basic_ok, fail)
     cert_p = _from_certificate(request, listener, store, fail)
@@ -93,7 +93,7 @@ def authenticate(
 
 
 def _from_credential(
-    cred: auth.Credential | None,
+    cred: credentials.Credential | None,
     request: web.Request,
     listener: Listener,
     cfg: Config,

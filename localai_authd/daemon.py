@@ -21,14 +21,14 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__, config
+from .audit import Audit
 from .control.context import ControlContext
 from .errors import EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, AuthdError, ConfigError
 from .gateway import tls as tlsmod
 from .gateway.app import Gateway, install_log_scrubber
-from .gateway.audit import Audit
 from .gateway.runner import GatewayRunner
-from .gateway.streams import StreamRegistry
 from .keys.store import KeyStore
+from .streams import StreamRegistry
 from .systemd import Notifier, listen_fds, watchdog, watchdog_interval
 
 log = logging.getLogger("localai_authd")
@@ -68,7 +68,7 @@ class Daemon:
     async def run(self) -> int:
         cfg = self.cfg
         self.notifier.status("opening the keyring")
-        from .keys.keyring import open_vault  # the only module that imports keyring
+        from .keys.vault import open_vault  # the only module that imports keyring
 
         try:
             vault = await asyncio.to_thread(

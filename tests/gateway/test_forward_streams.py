@@ -8,6 +8,7 @@ import time
 
 import aiohttp
 import pytest
+
 from tests.conftest import GW
 
 

@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..audit import Audit
 from ..config import Tokens
-from ..gateway.audit import Audit
-from ..gateway.streams import StreamRegistry
 from ..keys.store import KeyStore
+from ..streams import StreamRegistry
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+
 from tests.conftest import GW, raw_request, status_of
 
 GEN = {"model": "llama3", "prompt": "hi", "stream": False}

@@ -17,16 +17,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ..audit import Audit
 from ..config import Config
 from ..keys.model import Identity
 from ..keys.store import KeyStore
+from ..streams import StreamRegistry
 from . import headers as hdrs
-from . import policy, routes
-from .audit import Audit
+from . import policy, routes, target
 from .errors import Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
 from .identify import Principal, authenticate
-from .streams import StreamRegistry
 from .token_endpoint import exchange_token
 
 log = logging.getLogger("localai_authd.gateway")
@@ -141,15 +141,15 @@ class Gateway:
                 505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served", "bad_request"
             )
         try:
-            target = routes.canonicalize(request.raw_path, request.method)
-        except routes.BadTarget as e:
+            tgt = target.canonicalize(request.raw_path, request.method)
+        except target.BadTarget as e:
             raise Refusal(e.status, e.reason, e.message, "bad_request") from None
-        ctx.dialect = target.dialect
-        ctx.path = target.path
+        ctx.dialect = tgt.dialect
+        ctx.path = tgt.path
         listener = self.cfg.listen[min(request.app[LISTENER], len(self.cfg.listen) - 1)]
         ctx.principal = authenticate(request, listener, self.cfg, self.store)
         ctx.identity = ctx.principal.identity
-        if target.path == TOKEN_PATH:
+        if tgt.path == TOKEN_PATH:
             if request.method != "POST":
                 raise Refusal(405, "method_not_allowed", f"use POST on {TOKEN_PATH}")
             if not self.cfg.tokens.exchange:
@@ -157,13 +157,13 @@ class Gateway:
             ctx.special = "token"
             return
         prefixes = tuple(u.prefix for u in self.cfg.upstreams)
-        picked = routes.select_upstream(target.path, prefixes)
+        picked = routes.select_upstream(tgt.path, prefixes)
         if picked is None:
-            raise Refusal(404, "route_not_allowed", f"{target.path} is not served here")
+            raise Refusal(404, "route_not_allowed", f"{tgt.path} is not served here")
         ctx.upstream, upstream_path = picked
         try:
             ctx.route = self._route(request.method, upstream_path)
-        except routes.BadTarget as e:
+        except target.BadTarget as e:
             raise Refusal(e.status, e.reason, e.message) from None
         decision = policy.decide_route(ctx.identity.scopes, ctx.route)
         if not decision.allowed:
@@ -174,7 +174,7 @@ class Gateway:
             )
         if ctx.route.model_from == "path":
             ctx.models = policy.model_in_path(ctx.route, upstream_path)
-        ctx.forward_target = routes.encode(upstream_path, target.query)
+        ctx.forward_target = target.encode(upstream_path, tgt.query)
         limit = self.cfg.max_upload_bytes if ctx.route.upload else self.cfg.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise Refusal(

@@ -17,7 +17,7 @@ import pytest
 
 from localai_authd.errors import KeyringUnavailable, UntrustedKeyring
 from localai_authd.keys.backend import CLASS_PATH as FILE_BACKEND
-from localai_authd.keys.keyring import SERVICE, Vault, open_vault
+from localai_authd.keys.vault import SERVICE, Vault, open_vault
 
 SECRET_SERVICE = "keyring.backends.SecretService.Keyring"
 
