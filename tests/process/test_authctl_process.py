@@ -44,6 +44,8 @@ async def test_the_console_script_end_to_end(control: Control) -> None:
     assert (rc, err) == (0, "")
     key = json.loads(out)["key"]
     assert control.store.verify(key) is not None
+    rc, out, err = await run(AUTHCTL, "--socket", s, "list", "--json")
+    assert (rc, err) == (0, "") and [k["name"] for k in json.loads(out)["keys"]] == ["laptop"]
 
     rc, out, _ = await run(AUTHCTL, "--socket", s, "rotate", "laptop", "--grace", "1h")
     assert rc == 0 and "will not be shown again" in out
@@ -61,11 +63,16 @@ async def test_the_console_script_end_to_end(control: Control) -> None:
 
     rc, out, err = await run(AUTHCTL, "--socket", s, "show", "ghost")
     assert (rc, out, err) == (EXIT_NOT_FOUND, "", "authctl: no key named 'ghost'\n")
+    rc, out, err = await run(AUTHCTL, "--socket", s, "show", "ghost", "--json")
+    assert (rc, err) == (EXIT_NOT_FOUND, "")
+    assert json.loads(out)["error"] == {"code": "not_found", "message": "no key named 'ghost'"}
     assert [r["action"] for r in control.audit()] == [
         "create",
+        "list",
         "rotate",
         "import",
         "revoke",
+        "show",
         "show",
     ]
 

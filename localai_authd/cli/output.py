@@ -1,4 +1,4 @@
-"""authctl's output: human tables and pairs, or JSON. Pure formatting, click.echo only."""
+"""authctl's output: human tables and pairs, or JSON. Pure formatting: strings in, strings out."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import click
 
 
 def when(t: object, none: str = "never") -> str:
@@ -20,20 +18,26 @@ def joined(v: object, empty: str) -> str:
     return ", ".join(str(x) for x in v) if isinstance(v, list) and v else empty
 
 
-def print_json(doc: Mapping[str, Any]) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+def as_json(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True)
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def error_json(code: str, message: str, **details: Any) -> str:
+    """A failure as scripts read it: the control socket's own ``{"error": {...}}`` shape."""
+    return as_json({"error": {"code": code, "message": message, **details}})
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
 
 
-def pairs(pairs: Sequence[tuple[str, str]]) -> None:
-    width = max(len(k) for k, _ in pairs)
-    for k, v in pairs:
-        click.echo(f"{k + ':':<{width + 1}} {v}")
+def pairs(pairs: Sequence[tuple[str, str]]) -> str:
+    width = max((len(k) for k, _ in pairs), default=0)
+    return "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in pairs)
 
 
 def key_pairs(k: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -51,6 +55,11 @@ def key_pairs(k: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("imported", "yes" if k.get("imported") else "no"),
         ("certificates", joined(k.get("cert_subjects"), "-")),
     ]
+
+
+def key_table(keys: Sequence[Mapping[str, Any]]) -> str:
+    rows = [key_pairs(k)[:7] for k in keys]  # name .. expires
+    return table([n.upper() for n, _ in rows[0]], [[v for _, v in row] for row in rows])
 
 
 def flatten(doc: object, prefix: str = "") -> list[tuple[str, str]]:

@@ -1,0 +1,5 @@
+"""``python -m localai_authd.cli``: authctl without the console script."""
+
+from . import main
+
+main()
