@@ -161,3 +161,25 @@ def test_listener_rules_span_keys() -> None:
     assert "address is required" in problems[2]
     assert "configured more than once" in problems[3]
     assert "default_ttl is longer than max_ttl" in problems[4]
+
+
+def test_every_section_has_one_validator_and_every_validator_a_section() -> None:
+    assert set(config.SECTIONS) == set(config.SCHEMA)
+
+
+def test_a_section_validator_appends_to_the_shared_problem_list() -> None:
+    problems: list[str] = []
+    d = config.Draft({"tokens": {"default_ttl": "2h", "max_ttl": "1h", "lewey": 1}}, {}, problems)
+    fields = config.SECTIONS["tokens"](d)
+    assert fields["tokens"].max_ttl == 3600.0
+    assert any("did you mean 'leeway'" in p for p in problems)
+    assert any("default_ttl is longer than max_ttl" in p for p in problems)
+    # Reading a table twice (several validators may) reports its problems once.
+    d.table("tokens")
+    assert len(problems) == 2
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1])
+def test_durations_are_finite_and_not_negative(value: float) -> None:
+    with pytest.raises(ConfigError, match=r"\[server\] drain_timeout"):
+        config.build({"server": {"drain_timeout": value}}, "x")

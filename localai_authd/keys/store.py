@@ -76,7 +76,6 @@ class KeyStore(TokenMixin, UpstreamKeysMixin):
         self._signing: dict[str, tok.SigningSecret] = {}
         self._upstream_keys: dict[str, str] = {}
         self._dummy = Verifier(secrets.token_bytes(32), 0.0)
-        self.loaded_at = 0.0
 
     @property
     def backend_name(self) -> str:
@@ -95,7 +94,6 @@ class KeyStore(TokenMixin, UpstreamKeysMixin):
         self._install(table)
         self._signing = signing
         self._upstream_keys = await self._run(self._load_upstream_keys_blocking)
-        self.loaded_at = self._clock()
 
     def _load_blocking(
         self,
