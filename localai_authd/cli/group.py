@@ -8,6 +8,7 @@ from .. import __version__
 from ..control.client import DEFAULT_SOCKET, ControlClient
 from ..errors import EXIT_STATUS
 from .base import Authctl, State
+from .params import SocketPath
 
 EPILOG = f"""\b
 Exit codes:
@@ -33,7 +34,7 @@ The socket is --socket PATH, else $LOCALAI_AUTHD_SOCKET, else
 @click.option(
     "--socket",
     "socket_path",
-    type=click.Path(dir_okay=False),
+    type=SocketPath(),
     metavar="PATH",
     default=DEFAULT_SOCKET,
     envvar="LOCALAI_AUTHD_SOCKET",
