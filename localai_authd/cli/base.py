@@ -8,7 +8,6 @@ with ``--json`` an ``{"error": {...}}`` document on stdout, always with a docume
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -104,6 +103,8 @@ class State:
         return doc
 
     def _suggest(self, e: NotFound, name: str, listing: str) -> Failure:
+        import difflib  # only on this failure path: authctl's start stays lean
+
         try:  # quickly, or not at all: the failure itself is already certain
             doc = ControlClient(self.client.path, timeout=2.0).request("GET", listing)
         except AuthdError:

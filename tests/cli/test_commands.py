@@ -113,21 +113,21 @@ def test_reload_refused_is_a_failure(threaded: ThreadedControl) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("args", "code", "expected"),
-    [
-        (["show", "ghost"], EXIT_NOT_FOUND, "authctl: no key named 'ghost'"),
-        (["rotate", "ghost"], EXIT_NOT_FOUND, "authctl: no key named 'ghost'"),
-        (["create", "../../x"], EXIT_USAGE, "authctl: invalid key name '../../x'"),
-        (["show", "../../x"], EXIT_USAGE, "authctl: invalid key name '../../x'"),
-        (["create", "x", "--scope", "root"], EXIT_USAGE, "authctl: Invalid value for '--scope'"),
-        (["create", "x", "--expires", "soon"], EXIT_USAGE, "authctl: Invalid value for '--exp"),
-        (["rotate", "x", "--grace", "-1"], EXIT_USAGE, "authctl: Invalid value for '--grace'"),
-        (["create"], EXIT_USAGE, "authctl: Missing argument 'NAME'"),
-        (["frobnicate"], EXIT_USAGE, "authctl: No such command 'frobnicate'"),
-        (["import", "x"], EXIT_USAGE, "authctl: no secret given on stdin"),
-    ],
-)
+FAILURES = [
+    (["show", "ghost"], EXIT_NOT_FOUND, "authctl: no key named 'ghost'"),
+    (["rotate", "ghost"], EXIT_NOT_FOUND, "authctl: no key named 'ghost'"),
+    (["create", "../../x"], EXIT_USAGE, "authctl: invalid key name '../../x'"),
+    (["show", "../../x"], EXIT_USAGE, "authctl: invalid key name '../../x'"),
+    (["create", "x", "--scope", "root"], EXIT_USAGE, "authctl: Invalid value for '--scope'"),
+    (["create", "x", "--expires", "soon"], EXIT_USAGE, "authctl: Invalid value for '--exp"),
+    (["rotate", "x", "--grace", "-1"], EXIT_USAGE, "authctl: Invalid value for '--grace'"),
+    (["create"], EXIT_USAGE, "authctl: Missing argument 'NAME'"),
+    (["frobnicate"], EXIT_USAGE, "authctl: No such command 'frobnicate'"),
+    (["import", "x"], EXIT_USAGE, "authctl: no secret given on stdin"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "expected"), FAILURES)
 def test_failures_are_one_line(
     threaded: ThreadedControl, args: list[str], code: int, expected: str
 ) -> None:
@@ -208,3 +208,16 @@ def test_every_command_has_help(command: str, must_mention: list[str]) -> None:
 
 def test_version() -> None:
     assert "authctl, version 0.1.0" in ok(CliRunner().invoke(cli, ["--version"]))
+
+
+@pytest.mark.parametrize(("args", "code", "expected"), FAILURES)
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_with_json_every_failure_is_a_json_document(
+    threaded: ThreadedControl, args: list[str], code: int, expected: str, where: str
+) -> None:
+    args = ["--json", *args] if where == "before" else [*args, "--json"]
+    r = authctl(threaded, *args, input="")
+    assert (r.exit_code, r.stderr) == (code, "")
+    error = json.loads(r.stdout)["error"]
+    assert error["message"].startswith(expected.removeprefix("authctl: "))
+    assert isinstance(error["code"], str) and error["code"]
