@@ -22,7 +22,8 @@ Doc = dict[str, Any]
 
 
 class Failure(click.ClickException):
-    """Printed as exactly one line, ``authctl: <reason>``, with a documented exit code."""
+    """Printed as exactly one line, ``authctl: <reason>``, with a documented exit code; with
+    ``--json``, as ``{"error": {"code", "message", **details}}`` on stdout instead."""
 
     def __init__(self, message: str, exit_code: int, code: str = "failed", **details: Any) -> None:
         super().__init__(" ".join(message.split()))
