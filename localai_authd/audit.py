@@ -12,9 +12,24 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 log = logging.getLogger("localai_authd.audit")
+
+# What became of a request through the gateway ("reason" in the record says why) ...
+RequestOutcome = Literal[
+    "ok",
+    "denied",
+    "unauthenticated",
+    "bad_request",
+    "upstream_status",
+    "upstream_error",
+    "upstream_stalled",
+    "killed",
+    "client_disconnected",
+]
+# ... and of a control-plane action.
+ControlOutcome = Literal["success", "failure"]
 # What json.dumps(..., separators=(",", ":"), ensure_ascii=True, default=str) builds on every
 # call, built once (issue 6: per-record allocations on the request path).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
@@ -67,7 +82,7 @@ class Audit:
         self,
         action: str,
         peer_uid: int | None,
-        outcome: str,
+        outcome: ControlOutcome,
         reason: str = "ok",
         **fields: Any,
     ) -> None:

@@ -264,6 +264,15 @@ def load(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Confi
         raise ConfigError(["no such file (give --config PATH)"], str(path)) from None
     except PermissionError:
         raise ConfigError(["permission denied reading the file"], str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError(["is a directory; give --config the TOML file"], str(path)) from None
+    except OSError as e:
+        raise ConfigError([f"cannot read the file: {e.strerror or e}"], str(path)) from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8 (toml.io: "must be a valid UTF-8")
+        raise ConfigError(
+            [f"not valid TOML: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})"],
+            str(path),
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"not valid TOML: {e}"], str(path)) from None
     return build(doc, str(path), overrides)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .configschema import Draft, ListenAddress
 
@@ -20,8 +20,8 @@ class TLS:
     key: Path
     client_ca: Path | None = None
     client_crl: Path | None = None
-    client_cert: str = "off"  # off | optional | required
-    client_identity: str = "cn"  # which part of a client certificate names its identity
+    client_cert: Literal["off", "optional", "required"] = "off"
+    client_identity: Literal["cn", "san"] = "cn"  # which part of a certificate names its identity
     require_key_with_cert: bool = False  # the highest setting: certificate AND key
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__, config
+from . import __version__, config, preflight
 from .audit import Audit
 from .control.context import ControlContext
 from .errors import EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, AuthdError, ConfigError
@@ -386,13 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(args.config, overrides)
     except ConfigError as e:
-        print(f"localai-authd: invalid configuration in {e.source}:", file=sys.stderr)
-        for p in e.problems:
-            print(f"  - {p}", file=sys.stderr)
+        preflight.print_config_error(e)
         return EXIT_CONFIG
     if args.check_config:
-        print(f"{cfg.source}: configuration is valid")
-        return EXIT_OK
+        return preflight.check(cfg)
     _setup_logging(cfg.log_level)
     try:
         return _run_loop(Daemon(cfg, args.config, overrides).run())

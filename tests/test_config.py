@@ -105,7 +105,7 @@ def _daemon(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_check_config_cli(tmp_path: Path) -> None:
-    ok = _daemon("--config", str(EXAMPLE), "--check-config")
+    ok = _daemon("--config", str(EXAMPLE), "--check-config", "--keyring-backend", "file")
     assert ok.returncode == 0 and "configuration is valid" in ok.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text('[server]\nlisten = ["0.0.0.0:1"]\nmax_body_bytes = "big"\n')

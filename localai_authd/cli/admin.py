@@ -73,7 +73,10 @@ def upstream_key_set(state: State, name: str) -> None:
 def upstream_key_delete(state: State, name: str) -> None:
     """Remove upstream key NAME."""
     state.call(
-        "POST", _upstream_path(name, "delete"), human=lambda _: f"Upstream key {name!r} removed."
+        "POST",
+        _upstream_path(name, "delete"),
+        human=lambda _: f"Upstream key {name!r} removed.",
+        name=(name, "/v1/upstream-keys"),
     )
 
 

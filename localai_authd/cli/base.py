@@ -15,14 +15,15 @@ from typing import IO, Any
 import click
 
 from ..control.client import ControlClient
-from ..errors import EXIT_FAILURE, EXIT_USAGE, AuthdError
+from ..errors import EXIT_FAILURE, EXIT_USAGE, AuthdError, NotFound
 from . import output
 
 Doc = dict[str, Any]
 
 
 class Failure(click.ClickException):
-    """Printed as exactly one line, ``authctl: <reason>``, with a documented exit code."""
+    """Printed as exactly one line, ``authctl: <reason>``, with a documented exit code; with
+    ``--json``, as ``{"error": {"code", "message", **details}}`` on stdout instead."""
 
     def __init__(self, message: str, exit_code: int, code: str = "failed", **details: Any) -> None:
         super().__init__(" ".join(message.split()))
@@ -86,11 +87,32 @@ class State:
         body: Mapping[str, Any] | None = None,
         *,
         human: Callable[[Doc], str],
+        name: tuple[str, str] | None = None,
     ) -> Doc:
-        """Ask the daemon, then print its answer: as JSON with ``--json``, else ``human(doc)``."""
-        doc = self.client.request(method, path, dict(body) if body is not None else None)
+        """Ask the daemon, then print its answer: as JSON with ``--json``, else ``human(doc)``.
+
+        ``name`` is (NAME, the path listing such names): if the daemon knows no NAME, the
+        failure suggests the nearest name it does know.
+        """
+        try:
+            doc = self.client.request(method, path, dict(body) if body is not None else None)
+        except NotFound as e:
+            if name is None:
+                raise
+            raise self._suggest(e, *name) from e
         self.show(doc, human)
         return doc
+
+    def _suggest(self, e: NotFound, name: str, listing: str) -> Failure:
+        import difflib  # only on this failure path: authctl's start stays lean
+
+        try:  # quickly, or not at all: the failure itself is already certain
+            doc = ControlClient(self.client.path, timeout=2.0).request("GET", listing)
+        except AuthdError:
+            doc = {}
+        near = difflib.get_close_matches(name, sorted(output.names(doc)), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+        return Failure(e.message + hint, e.exit_code, e.code, did_you_mean=near)
 
     def show(self, doc: Doc, human: Callable[[Doc], str]) -> None:
         text = output.as_json(doc) if self.as_json else human(doc)

@@ -6,23 +6,17 @@ import click
 
 from .. import __version__
 from ..control.client import DEFAULT_SOCKET, ControlClient
+from ..errors import EXIT_STATUS
 from .base import Authctl, State
+from .params import SocketPath
 
-EPILOG = """\b
+EPILOG = f"""\b
 Exit codes:
-  0   success
-  1   any other failure
-  2   bad usage: unknown option, or an invalid name, scope, duration or field
-  3   no such key
-  4   conflict: the name is taken, or the key cannot be rotated (revoked or expired)
-  69  the daemon cannot be reached (is it running?), or its keyring is unavailable
-  70  internal error in the daemon (its log has the details)
-  77  permission denied: run as root or as a member of the admin group
-  78  reload refused: the configuration on disk is invalid
+{chr(10).join(f"  {code:<3} {meaning}" for code, meaning in EXIT_STATUS.items())}
 
 \b
 --json works before or after the command (authctl --json list, authctl list --json);
-failures then print {"error": {"code": ..., "message": ...}} on stdout, same exit code.
+failures then print {{"error": {{"code": ..., "message": ...}}}} on stdout, same exit code.
 
 \b
 The socket is --socket PATH, else $LOCALAI_AUTHD_SOCKET, else
@@ -40,7 +34,7 @@ The socket is --socket PATH, else $LOCALAI_AUTHD_SOCKET, else
 @click.option(
     "--socket",
     "socket_path",
-    type=click.Path(dir_okay=False),
+    type=SocketPath(),
     metavar="PATH",
     default=DEFAULT_SOCKET,
     envvar="LOCALAI_AUTHD_SOCKET",

@@ -31,6 +31,11 @@ def issued(headline: str, doc: Mapping[str, Any]) -> str:
     return f"{headline}\n{doc['key']}\n{ONCE}"
 
 
+def known(name: str) -> tuple[str, str]:
+    """NAME as State.call's ``name``: an unknown key gets the nearest existing one suggested."""
+    return (name, "/v1/keys")
+
+
 def grants_body(
     scopes: tuple[str, ...], models: tuple[str, ...], expires: str | None
 ) -> dict[str, Any]:
@@ -78,7 +83,9 @@ def list_keys(state: State) -> None:
 @pass_state
 def show(state: State, name: str) -> None:
     """Show key NAME (never its secret)."""
-    state.call("GET", key_path(name), human=lambda doc: out.pairs(out.key_pairs(doc)))
+    state.call(
+        "GET", key_path(name), human=lambda doc: out.pairs(out.key_pairs(doc)), name=known(name)
+    )
 
 
 def _rotated(doc: Doc) -> str:
@@ -114,7 +121,9 @@ def rotate(state: State, name: str | None, grace: str, signing_secret: bool) -> 
     if signing_secret == (name is not None):
         raise Failure("give either NAME or --signing-secret", EXIT_USAGE, "usage")
     if name is not None:
-        state.call("POST", key_path(name, "rotate"), {"grace": grace}, human=_rotated)
+        state.call(
+            "POST", key_path(name, "rotate"), {"grace": grace}, human=_rotated, name=known(name)
+        )
         return
     kept = grace if grace != "0" else "no time at all"
     state.call(
@@ -163,6 +172,7 @@ def token(state: State, name: str, ttl: str | None, scopes: tuple[str, ...]) -> 
             f"Token for key {name!r}, valid until {out.when(doc['expires_at'])} "
             f"(scopes: {out.joined(doc['scopes'], 'none')}):\n{doc['token']}"
         ),
+        name=known(name),
     )
 
 
@@ -183,6 +193,7 @@ def bind_cert(state: State, name: str, subject: str) -> None:
         human=lambda doc: (
             f"Certificate subject {subject!r} now authenticates as key {doc['name']!r}."
         ),
+        name=known(name),
     )
 
 
@@ -199,6 +210,7 @@ def unbind_cert(state: State, name: str, subject: str) -> None:
         human=lambda doc: (
             f"Certificate subject {subject!r} no longer authenticates as {doc['name']!r}."
         ),
+        name=known(name),
     )
 
 
@@ -213,7 +225,8 @@ def revoke(state: State, name: str, kill_streams: bool) -> None:
         ended = f"; {doc.get('streams_killed', 0)} stream(s) ended" if kill_streams else ""
         return f"Revoked key {doc['name']!r} (kid {doc['kid']}){ended}."
 
-    state.call("POST", key_path(name, "revoke"), {"kill_streams": kill_streams}, human=revoked)
+    body = {"kill_streams": kill_streams}
+    state.call("POST", key_path(name, "revoke"), body, human=revoked, name=known(name))
 
 
 def read_secret() -> str:
@@ -222,10 +235,35 @@ def read_secret() -> str:
         # Never echoed, and never from argv (where ps and shell history would see it).
         secret = str(click.prompt("Secret to import", hide_input=True, err=True))
     else:
-        secret = stdin.read(MAX_SECRET_CHARS + 1).rstrip("\r\n")
+        secret = one_line_secret(stdin.read(MAX_SECRET_CHARS + 1))
     if not secret:
         raise Failure("no secret given on stdin", EXIT_USAGE, "usage")
     return secret
+
+
+def one_line_secret(text: str) -> str:
+    """The secret in ``text``: one line, less the one line break ``echo`` or a file adds.
+
+    Anything else with a line break is refused, never trimmed: a secret cut at a newline, or
+    two secrets pasted together, would register something no client presents.
+    """
+    for end in ("\r\n", "\n", "\r"):
+        if text.endswith(end):
+            text = text[: -len(end)]
+            break
+    breaks = [i for i, c in enumerate(text) if c in "\r\n"]
+    if not breaks:
+        return text
+    if not text[: breaks[0]]:
+        why = "starts with a line break"
+    elif not text[breaks[0] :].strip("\r\n"):
+        why = "ends with more than one line break (one, as echo adds, is fine)"
+    else:
+        why = (
+            f"has a line break inside it, after character {breaks[0]} "
+            f"({len(text.splitlines())} lines); a secret is one line"
+        )
+    raise Failure(f"the secret on stdin {why}", EXIT_USAGE, "usage")
 
 
 @cli.command("import")

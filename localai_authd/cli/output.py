@@ -62,6 +62,17 @@ def key_table(keys: Sequence[Mapping[str, Any]]) -> str:
     return table([n.upper() for n, _ in rows[0]], [[v for _, v in row] for row in rows])
 
 
+def names(doc: Mapping[str, Any]) -> set[str]:
+    """The names in a listing: ``{"keys": [{"name": ...}]}`` or ``{"upstream_keys": [...]}``."""
+    found: set[str] = set()
+    for items in doc.values():
+        for item in items if isinstance(items, list) else []:
+            name = item.get("name") if isinstance(item, Mapping) else item
+            if isinstance(name, str):
+                found.add(name)
+    return found
+
+
 def flatten(doc: object, prefix: str = "") -> list[tuple[str, str]]:
     """Nested status documents as ``a.b: value`` lines."""
     if isinstance(doc, Mapping):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -24,6 +25,28 @@ class Duration(click.ParamType[str, Any]):
         except ValueError as e:
             self.fail(str(e), param, ctx)
         return str(value)
+
+
+SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with its terminating NUL (unix(7))
+
+
+class SocketPath(click.ParamType[str, Any]):
+    """A Unix socket path that can be one: not empty, and short enough for sun_path."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        path = os.fspath(value)
+        if not path:
+            self.fail("the socket path is empty", param, ctx)
+        if len(os.fsencode(path)) > SUN_PATH_MAX:
+            self.fail(f"a Unix socket path holds at most {SUN_PATH_MAX} bytes", param, ctx)
+        return str(path)
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return [CompletionItem(incomplete, type="file")]
 
 
 def complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:

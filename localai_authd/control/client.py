@@ -14,16 +14,11 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import (
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    EXIT_SOFTWARE,
-    EXIT_UNAVAILABLE,
     AuthdError,
-    Conflict,
-    KeyringUnavailable,
-    NotFound,
+    DaemonUnreachable,
     PermissionDenied,
-    UsageError,
+    RemoteError,
+    from_wire,
 )
 
 # Same default as config.DEFAULT_SOCKET (a test holds them equal); not imported from there
@@ -31,53 +26,6 @@ from ..errors import (
 DEFAULT_SOCKET = "/run/localai-authd/control.sock"
 DEFAULT_TIMEOUT = 30.0
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-
-
-class DaemonUnreachable(AuthdError):
-    """No daemon behind the socket, or it did not answer in time."""
-
-    code = "daemon_unreachable"
-    exit_code = EXIT_UNAVAILABLE
-
-
-class RemoteError(AuthdError):
-    """An answer this client cannot place: an unknown error code, or not our daemon at all."""
-
-    code = "unexpected_answer"
-    exit_code = EXIT_FAILURE
-
-
-# The daemon's stable error codes, as the classes a caller can catch.
-_BY_CODE: dict[str, type[AuthdError]] = {
-    "permission_denied": PermissionDenied,
-    "not_found": NotFound,
-    "conflict": Conflict,
-    "keyring_unavailable": KeyringUnavailable,
-    "invalid_request": UsageError,
-    "unknown_field": UsageError,
-    "unknown_operation": UsageError,
-    "method_not_allowed": UsageError,
-    "request_too_large": UsageError,
-    "invalid_json": UsageError,
-    "request_timeout": DaemonUnreachable,
-}
-
-
-# Codes with no class of their own here, and the exit code authctl documents for them.
-_EXIT_BY_CODE = {
-    "config_invalid": EXIT_CONFIG,
-    "keyring_untrusted": EXIT_CONFIG,
-    "internal_error": EXIT_SOFTWARE,
-}
-
-
-def remote_error(code: str, message: str, http_status: int) -> AuthdError:
-    err = _BY_CODE.get(code, RemoteError)(message)
-    # Keep the daemon's exact code (e.g. "unknown_field", not the class's "invalid_request").
-    err.code = code
-    err.http_status = http_status
-    err.exit_code = _EXIT_BY_CODE.get(code, err.exit_code)
-    return err
 
 
 def key_path(name: str, action: str = "") -> str:
@@ -167,7 +115,7 @@ class ControlClient:
         if isinstance(err, dict) and isinstance(err.get("message"), str):
             code = err.get("code")
             code = code if isinstance(code, str) else "internal_error"
-            raise remote_error(code, err["message"], status)
+            raise from_wire(code, err["message"], status)
         raise RemoteError(f"localai-authd answered HTTP {status} without an error message")
 
 

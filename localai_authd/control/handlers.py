@@ -16,31 +16,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..durations import parse_duration
-from ..errors import EXIT_USAGE, AuthdError, UsageError
+from ..errors import MethodNotAllowed, UnknownField, UnknownOperation, UsageError
 from ..keys.model import DEFAULT_SCOPES, check_name
 from .context import ControlContext
 
 Result = tuple[int, dict[str, Any]]
-
-
-class UnknownOperation(AuthdError):
-    code = "unknown_operation"
-    http_status = 404
-    exit_code = EXIT_USAGE
-
-
-class MethodNotAllowed(AuthdError):
-    code = "method_not_allowed"
-    http_status = 405
-    exit_code = EXIT_USAGE
-
-    def __init__(self, message: str, allowed: list[str]) -> None:
-        super().__init__(message)
-        self.allowed = allowed
-
-
-class UnknownField(UsageError):
-    code = "unknown_field"
 
 
 @dataclass(frozen=True)

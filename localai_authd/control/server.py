@@ -32,50 +32,26 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import EXIT_CONFIG, AuthdError, PermissionDenied, UsageError
-from .context import ControlContext
-from .handlers import (
-    Call,
+from ..audit import ControlOutcome
+from ..errors import (
+    AuthdError,
+    ClientGone,
+    ControlSocketError,
+    InvalidJson,
     MethodNotAllowed,
-    Operation,
-    Result,
+    PermissionDenied,
+    RequestTimeout,
+    RequestTooLarge,
     UnknownField,
-    check_fields,
-    resolve,
 )
+from .context import ControlContext
+from .handlers import Call, Operation, Result, check_fields, resolve
 
 log = logging.getLogger("localai_authd.control")
 
 # struct ucred { pid_t pid; uid_t uid; gid_t gid; } -- socket(7), SO_PEERCRED
 _UCRED = struct.Struct("3i")
 _AUDIT_NAME_MAX = 100  # a refused name is recorded, but a 64 KiB one is not
-
-
-class ControlSocketError(AuthdError):
-    """The control socket cannot be created where the config says."""
-
-    code = "control_socket_unusable"
-    exit_code = EXIT_CONFIG
-
-
-class RequestTooLarge(UsageError):
-    code = "request_too_large"
-    http_status = 413
-
-
-class RequestTimeout(UsageError):
-    code = "request_timeout"
-    http_status = 408
-
-
-class InvalidJson(UsageError):
-    code = "invalid_json"
-
-
-class ClientGone(UsageError):
-    """The peer hung up before its request was whole; nobody will read the answer."""
-
-    code = "client_gone"
 
 
 @dataclass(frozen=True)
@@ -256,6 +232,7 @@ class ControlServer:
         raw_path = request.rel_url.raw_path
         action, name, peer = "unknown", None, None
         headers: dict[str, str] = {}
+        outcome: ControlOutcome
         try:
             peer = peer_of(request)
             with contextlib.suppress(AuthdError):
@@ -339,7 +316,7 @@ class ControlServer:
         name: str | None,
         status: int,
         code: str,
-        outcome: str,
+        outcome: ControlOutcome,
         detail: str,
         doc: dict[str, Any],
     ) -> None:

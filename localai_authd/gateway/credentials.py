@@ -11,6 +11,7 @@ import binascii
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 _B64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 # Any whitespace, Unicode included: one C-level search instead of a Python loop over the
@@ -24,7 +25,7 @@ class MalformedCredentials(Exception):
 
 @dataclass(frozen=True)
 class Credential:
-    kind: str  # "bearer" | "x-api-key" | "basic" | "unsupported-scheme"
+    kind: Literal["bearer", "x-api-key", "basic", "unsupported-scheme"]
     secret: str = ""
     scheme: str = ""
     user: str = ""  # Basic only: the key's name

@@ -10,6 +10,8 @@ import json
 
 from aiohttp import web
 
+from ..audit import RequestOutcome
+
 REALM = 'Bearer realm="localai-authd"'
 SERVER = "localai-authd"  # not aiohttp's "Python/3.x aiohttp/3.y": no versions for scanners
 _OPENAI_TYPE = {
@@ -33,7 +35,7 @@ class Refusal(Exception):
         status: int,
         reason: str,
         message: str,
-        outcome: str = "denied",
+        outcome: RequestOutcome = "denied",
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
@@ -53,7 +55,7 @@ def unauthorized(
     # RFC 6750 §3: no error attribute when no credentials were presented at all.
     challenge = REALM if error is None else f'{REALM}, error="{error}"'
     status = 400 if error == "invalid_request" else 401
-    outcome = "bad_request" if status == 400 else "unauthenticated"
+    outcome: RequestOutcome = "bad_request" if status == 400 else "unauthenticated"
     headers = [("WWW-Authenticate", challenge)]
     if basic:  # RFC 7617 §2.1: where Basic is accepted, say so
         headers.append(("WWW-Authenticate", BASIC_CHALLENGE))

@@ -19,6 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from ..audit import RequestOutcome
 from ..config import Upstream
 from . import headers as hdrs
 from .errors import SERVER, Refusal
@@ -48,7 +49,7 @@ def new_session() -> aiohttp.ClientSession:
 class Outcome:
     status: int = 0
     bytes_out: int = 0
-    outcome: str = "ok"
+    outcome: RequestOutcome = "ok"
     reason: str = "ok"
 
 

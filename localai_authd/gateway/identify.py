@@ -12,6 +12,7 @@ import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from aiohttp import web
 
@@ -29,7 +30,7 @@ Fail = Callable[..., Refusal]
 @dataclass(frozen=True)
 class Principal:
     identity: Identity
-    method: str  # "key", "token", "basic", "cert", "cert+key"
+    method: Literal["key", "token", "basic", "cert", "cert+key"]
     secret: str = ""  # the presented key or token (never logged): for token exchange
     token: bool = False
 

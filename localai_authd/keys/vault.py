@@ -141,6 +141,14 @@ def open_vault(
     return vault
 
 
+def resolve_backend(backend: str) -> str:
+    """The class path ``backend`` resolves to, as :func:`open_vault` would, allow-list included.
+
+    Opens nothing: no secret is read or created (``localai-authd --check-config``).
+    """
+    return _class_path(type(_resolve(backend)))
+
+
 def _resolve(backend: str) -> keyring.backend.KeyringBackend:
     if backend == "file":
         return EncryptedFileKeyring()

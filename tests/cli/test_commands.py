@@ -1,4 +1,4 @@
-"""authctl through click's CliRunner against a real server on a real socket (in a thread)."""
+"""authctl's commands through click's CliRunner against a real server on a real socket."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import json
 import socket
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from localai_authd import config
 from localai_authd.cli import cli
@@ -20,28 +19,8 @@ from localai_authd.errors import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
+from tests.cli.runner import SECRET, authctl, failed, ok
 from tests.control.conftest import ThreadedControl
-
-SECRET = "legacy-static-key-0123456789abcdef"
-
-
-def authctl(t: ThreadedControl, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["--socket", str(t.c.sock), *args], input=input)
-
-
-def ok(r: Result) -> str:
-    assert r.exit_code == 0, (r.exit_code, r.stdout, r.stderr)
-    assert r.stderr == ""
-    return r.stdout
-
-
-def failed(r: Result, code: int) -> str:
-    """The one line on stderr, checked for shape; nothing on stdout."""
-    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
-    assert r.stdout == ""
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("authctl: "), r.stderr
-    return lines[0]
 
 
 def test_create_prints_the_secret_once(threaded: ThreadedControl) -> None:
@@ -134,21 +113,21 @@ def test_reload_refused_is_a_failure(threaded: ThreadedControl) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("args", "code", "expected"),
-    [
-        (["show", "ghost"], EXIT_NOT_FOUND, "authctl: no key named 'ghost'"),
-        (["rotate", "ghost"], EXIT_NOT_FOUND, "authctl: no key named 'ghost'"),
-        (["create", "../../x"], EXIT_USAGE, "authctl: invalid key name '../../x'"),
-        (["show", "../../x"], EXIT_USAGE, "authctl: invalid key name '../../x'"),
-        (["create", "x", "--scope", "root"], EXIT_USAGE, "authctl: Invalid value for '--scope'"),
-        (["create", "x", "--expires", "soon"], EXIT_USAGE, "authctl: Invalid value for '--exp"),
-        (["rotate", "x", "--grace", "-1"], EXIT_USAGE, "authctl: Invalid value for '--grace'"),
-        (["create"], EXIT_USAGE, "authctl: Missing argument 'NAME'"),
-        (["frobnicate"], EXIT_USAGE, "authctl: No such command 'frobnicate'"),
-        (["import", "x"], EXIT_USAGE, "authctl: no secret given on stdin"),
-    ],
-)
+FAILURES = [
+    (["show", "ghost"], EXIT_NOT_FOUND, "authctl: no key named 'ghost'"),
+    (["rotate", "ghost"], EXIT_NOT_FOUND, "authctl: no key named 'ghost'"),
+    (["create", "../../x"], EXIT_USAGE, "authctl: invalid key name '../../x'"),
+    (["show", "../../x"], EXIT_USAGE, "authctl: invalid key name '../../x'"),
+    (["create", "x", "--scope", "root"], EXIT_USAGE, "authctl: Invalid value for '--scope'"),
+    (["create", "x", "--expires", "soon"], EXIT_USAGE, "authctl: Invalid value for '--exp"),
+    (["rotate", "x", "--grace", "-1"], EXIT_USAGE, "authctl: Invalid value for '--grace'"),
+    (["create"], EXIT_USAGE, "authctl: Missing argument 'NAME'"),
+    (["frobnicate"], EXIT_USAGE, "authctl: No such command 'frobnicate'"),
+    (["import", "x"], EXIT_USAGE, "authctl: no secret given on stdin"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "expected"), FAILURES)
 def test_failures_are_one_line(
     threaded: ThreadedControl, args: list[str], code: int, expected: str
 ) -> None:
@@ -231,94 +210,14 @@ def test_version() -> None:
     assert "authctl, version 0.1.0" in ok(CliRunner().invoke(cli, ["--version"]))
 
 
-# ---- --json before or after the command ---------------------------------------------------
-
-# Every command, as (setup commands, the command); {n} makes each run's names its own.
-JSON_CASES: dict[str, tuple[list[list[str]], list[str]]] = {
-    "create": ([], ["create", "k{n}"]),
-    "list": ([], ["list"]),
-    "show": ([], ["show", "base"]),
-    "rotate": ([], ["rotate", "base", "--grace", "1h"]),
-    "rotate --signing-secret": ([], ["rotate", "--signing-secret"]),
-    "token": ([], ["token", "base", "--ttl", "5m"]),
-    "bind-cert": ([], ["bind-cert", "base", "subject-{n}"]),
-    "unbind-cert": ([["bind-cert", "base", "subject-{n}"]], ["unbind-cert", "base", "subject-{n}"]),
-    "revoke": ([["create", "k{n}"]], ["revoke", "k{n}"]),
-    "import": ([], ["import", "k{n}"]),
-    "status": ([], ["status"]),
-    "reload": ([], ["reload"]),
-    "upstream-key set": ([], ["upstream-key", "set", "u{n}"]),
-    "upstream-key delete": ([["upstream-key", "set", "u{n}"]], ["upstream-key", "delete", "u{n}"]),
-    "upstream-key list": ([], ["upstream-key", "list"]),
-}
-STDIN = "a-secret-read-from-stdin-{n}\n"
-
-
-def test_json_cases_cover_every_command() -> None:
-    def leaves(group: click.Group, prefix: str = "") -> set[str]:
-        names = set()
-        for name, command in group.commands.items():
-            if isinstance(command, click.Group):
-                names |= leaves(command, f"{prefix}{name} ")
-            else:
-                names.add(prefix + name)
-        return names
-
-    assert leaves(cli) == {case.split(" --")[0] for case in JSON_CASES}
-
-
-@pytest.mark.parametrize("case", list(JSON_CASES))
-def test_json_before_and_after_the_command_are_the_same(
-    threaded: ThreadedControl, case: str
+@pytest.mark.parametrize(("args", "code", "expected"), FAILURES)
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_with_json_every_failure_is_a_json_document(
+    threaded: ThreadedControl, args: list[str], code: int, expected: str, where: str
 ) -> None:
-    setup, command = JSON_CASES[case]
-    ok(authctl(threaded, "create", "base"))
-    runs: dict[str, str] = {}
-    for n, where in enumerate(["before", "after", "none"]):
-
-        def fill(args: list[str], n: int = n) -> list[str]:
-            return [a.format(n=n) for a in args]
-
-        for args in setup:
-            ok(authctl(threaded, *fill(args), input=STDIN.format(n=n)))
-        args = fill(command)
-        args = {"before": ["--json", *args], "after": [*args, "--json"], "none": args}[where]
-        runs[where] = ok(authctl(threaded, *args, input=STDIN.format(n=n)))
-    before, after = json.loads(runs["before"]), json.loads(runs["after"])
-    assert isinstance(before, dict) and sorted(before) == sorted(after)
-    if case in ("list", "show", "status", "reload", "upstream-key list"):
-        assert before == after  # nothing changed in between: the very same answer
-    with pytest.raises(ValueError):
-        json.loads(runs["none"])
-
-
-def test_json_after_a_subgroup(threaded: ThreadedControl) -> None:
-    ok(authctl(threaded, "upstream-key", "set", "vllm", input="upstream-secret\n"))
-    doc = json.loads(ok(authctl(threaded, "upstream-key", "--json", "list")))
-    assert doc == {"upstream_keys": ["vllm"]}
-
-
-def test_json_failures_are_json_on_stdout(threaded: ThreadedControl) -> None:
-    for args in (["--json", "show", "ghost"], ["show", "ghost", "--json"]):
-        r = authctl(threaded, *args)
-        assert (r.exit_code, r.stderr) == (EXIT_NOT_FOUND, "")
-        assert json.loads(r.stdout) == {
-            "error": {"code": "not_found", "message": "no key named 'ghost'"}
-        }
-    r = authctl(threaded, "create", "--json")  # a usage error, before any command ran
-    assert (r.exit_code, r.stderr) == (EXIT_USAGE, "")
-    err = json.loads(r.stdout)["error"]
-    assert err["code"] == "usage" and err["message"].startswith("Missing argument 'NAME'")
-
-
-def test_reload_refused_with_json_is_one_error_document(threaded: ThreadedControl) -> None:
-    threaded.c.levers.reload_result = {"reloaded": False, "problems": ["[server] listen: bad"]}
-    r = authctl(threaded, "reload", "--json")
-    assert (r.exit_code, r.stderr) == (EXIT_CONFIG, "")
-    assert json.loads(r.stdout) == {
-        "error": {
-            "code": "config_invalid",
-            "message": "reload refused: [server] listen: bad",
-            "problems": ["[server] listen: bad"],
-        }
-    }
+    args = ["--json", *args] if where == "before" else [*args, "--json"]
+    r = authctl(threaded, *args, input="")
+    assert (r.exit_code, r.stderr) == (code, "")
+    error = json.loads(r.stdout)["error"]
+    assert error["message"].startswith(expected.removeprefix("authctl: "))
+    assert isinstance(error["code"], str) and error["code"]

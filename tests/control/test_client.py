@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from localai_authd.control.client import ControlClient, DaemonUnreachable, RemoteError, key_path
+from localai_authd.control.client import ControlClient, key_path
 from localai_authd.errors import (
     EXIT_CONFIG,
     EXIT_SOFTWARE,
@@ -15,7 +15,9 @@ from localai_authd.errors import (
     EXIT_USAGE,
     AuthdError,
     ConfigError,
+    DaemonUnreachable,
     NotFound,
+    RemoteError,
     UsageError,
 )
 from tests.control.conftest import Control

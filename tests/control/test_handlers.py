@@ -8,15 +8,9 @@ import pwd
 
 import pytest
 
-from localai_authd.control.handlers import (
-    OPERATIONS,
-    MethodNotAllowed,
-    UnknownField,
-    UnknownOperation,
-    check_fields,
-    resolve,
-)
+from localai_authd.control.handlers import OPERATIONS, check_fields, resolve
 from localai_authd.control.server import authorize
+from localai_authd.errors import MethodNotAllowed, UnknownField, UnknownOperation
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from localai_authd.control.server import ControlSocketError, bind_socket
+from localai_authd.control.server import bind_socket
+from localai_authd.errors import ControlSocketError
 from localai_authd.keys.store import KeyStore
 from tests.control.conftest import close_control, open_control
 from tests.control.wire import http

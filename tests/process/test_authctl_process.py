@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from localai_authd.errors import EXIT_NOT_FOUND
+from localai_authd.errors import EXIT_NOT_FOUND, EXIT_USAGE
 from tests.control.conftest import Control
 
 BIN = Path(sys.executable).parent
@@ -65,7 +65,7 @@ async def test_the_console_script_end_to_end(control: Control) -> None:
     assert (rc, out, err) == (EXIT_NOT_FOUND, "", "authctl: no key named 'ghost'\n")
     rc, out, err = await run(AUTHCTL, "--socket", s, "show", "ghost", "--json")
     assert (rc, err) == (EXIT_NOT_FOUND, "")
-    assert json.loads(out)["error"] == {"code": "not_found", "message": "no key named 'ghost'"}
+    assert json.loads(out)["error"]["message"] == "no key named 'ghost'"
     assert [r["action"] for r in control.audit()] == [
         "create",
         "list",
@@ -73,7 +73,9 @@ async def test_the_console_script_end_to_end(control: Control) -> None:
         "import",
         "revoke",
         "show",
+        "list",  # an unknown name: authctl looks for the nearest known one
         "show",
+        "list",
     ]
 
 
@@ -153,3 +155,28 @@ async def test_import_from_a_terminal_does_not_echo(control: Control) -> None:
     assert b"Imported key 'typed'" in seen
     ident = control.store.verify(secret)
     assert ident is not None and ident.name == "typed"
+
+
+async def test_bad_input_through_the_console_script(control: Control) -> None:
+    s = str(control.sock)
+    rc, out, err = await run(AUTHCTL, "--socket", "", "list")
+    assert (rc, out) == (EXIT_USAGE, "") and "the socket path is empty" in err
+    assert len(err.splitlines()) == 1 and err.startswith("authctl: ")
+
+    rc, out, err = await run(AUTHCTL, "--socket", s, "import", "legacy", stdin=b"one\ntwo\n")
+    assert (rc, out) == (EXIT_USAGE, "")
+    assert err == (
+        "authctl: the secret on stdin has a line break inside it, after character 3 "
+        "(2 lines); a secret is one line\n"
+    )
+
+    await control.store.create("laptop")
+    rc, out, err = await run(AUTHCTL, "--socket", s, "revoke", "laptp", "--json")
+    assert (rc, err) == (EXIT_NOT_FOUND, "")
+    assert json.loads(out) == {
+        "error": {
+            "code": "not_found",
+            "message": "no key named 'laptp'; did you mean 'laptop'?",
+            "did_you_mean": ["laptop"],
+        }
+    }
