@@ -26,7 +26,7 @@ from .control.context import ControlContext
 from .errors import EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, AuthdError, ConfigError
 from .gateway import tls as tlsmod
 from .gateway.app import Gateway, install_log_scrubber
-from .gateway.runner import GatewayRunner
+from .gateway.connections import ConnectionGuard, GuardedRunner
 from .keys.store import KeyStore
 from .streams import StreamRegistry
 from .systemd import Notifier, listen_fds, watchdog, watchdog_interval
@@ -58,6 +58,7 @@ class Daemon:
         self.streams = StreamRegistry()
         self._reload_lock = asyncio.Lock()
         self.runners: list[web.AppRunner] = []
+        self.connections = ConnectionGuard(cfg.connections)  # shared by every listener
         self.tls_contexts: dict[int, ssl.SSLContext] = {}
 
     def _spawn(self, coro: Any) -> None:
@@ -180,8 +181,9 @@ class Daemon:
 
     def _runner(self, index: int) -> web.AppRunner:
         assert self.gateway is not None
-        runner = GatewayRunner(
+        runner = GuardedRunner(
             self.gateway.make_app(index),
+            self.connections,
             handler_cancellation=True,  # a client that goes away cancels the upstream request
             access_log=None,  # the audit trail is the access log
             shutdown_timeout=5,  # our own drain (_drain) has run by then
@@ -294,6 +296,7 @@ class Daemon:
             new = dataclasses.replace(new, **{k: getattr(self.cfg, k) for k in kept})
             self.cfg = new
             self.gateway.apply_config(new)
+            self.connections.configure(new.connections)
             self.audit.to_log = new.audit_log
             if self.audit.path != new.audit_file:
                 self.audit.path = new.audit_file
