@@ -30,6 +30,7 @@ from .gateway.connections import ConnectionGuard, GuardedRunner
 from .keys.store import KeyStore
 from .streams import StreamRegistry
 from .systemd import Notifier, listen_fds, watchdog, watchdog_interval
+from .usage import UsageStore
 
 log = logging.getLogger("localai_authd")
 # Changing these needs a restart: the sockets and the keyring are opened once.
@@ -83,6 +84,10 @@ class Daemon:
             return e.exit_code
         self.audit = Audit(cfg.audit_file, cfg.audit_log)
         self.gateway = Gateway(cfg, self.store, self.audit, self.streams)
+        usage = UsageStore(cfg.state_dir / "usage.json")
+        await asyncio.to_thread(usage.load)
+        self.gateway.record_hooks.append(usage.record)
+        usage.start()
         try:
             bound = await self._bind()
         except (OSError, AuthdError) as e:
@@ -101,6 +106,7 @@ class Daemon:
             tokens=lambda: self.cfg.tokens,
             max_request_bytes=cfg.control_max_request_bytes,
             request_timeout=cfg.control_request_timeout,
+            usage=usage,
         )
         try:
             control = await start_control_server(ctx, cfg.control_socket)
@@ -150,6 +156,7 @@ class Daemon:
         await control.close()
         await self._drain()
         await self._cleanup_runners()
+        await usage.stop()  # after the drain: the last requests are counted
         for t in list(self._tasks):
             t.cancel()
         await self.store.close()
