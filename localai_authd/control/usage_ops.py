@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..durations import parse_duration
-from ..errors import AuthdError, NotFound, UsageError
+from ..errors import NotFound, UsageError
 from ..keys.model import check_name
 
 if TYPE_CHECKING:
@@ -35,9 +35,9 @@ def _since(body: Any) -> float | None:
 
 async def usage(call: Call) -> Result:
     store = call.ctx.usage
-    if store is None:
-        raise AuthdError("usage is not being recorded by this daemon")
     since = _since(call.body)
+    if store is None:  # a control plane without a gateway (tests): nothing was used
+        return 200, {"since": since, "days_kept": 0, "keys": []}
     kid = None
     name = call.body.get("name")
     if name is not None:
