@@ -27,8 +27,15 @@ COUNTERS = ("requests", "tokens_in", "tokens_out", "streams", "bytes_in", "bytes
 VERSION = 1
 
 
+_LAST_DAY: list[tuple[int, str]] = [(-1, "")]  # the last UTC day formatted (per request)
+
+
 def _day(t: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(t))
+    n = int(t // 86400)
+    last = _LAST_DAY[0]
+    if last[0] != n:
+        last = _LAST_DAY[0] = (n, time.strftime("%Y-%m-%d", time.gmtime(n * 86400)))
+    return last[1]
 
 
 def _zero() -> dict[str, int]:
@@ -74,9 +81,10 @@ class UsageStore:
         _add(entry, rec)
         entry["last_used"] = now
         entry["last_client"] = rec.get("client")
-        day = self.days.get(_day(now))
+        today = _day(now)
+        day = self.days.get(today)
         if day is None:
-            day = self.days[_day(now)] = {}
+            day = self.days[today] = {}
             self._trim_days()
         bucket = day.get(kid)
         if bucket is None:

@@ -90,8 +90,13 @@ def _fold(s: str) -> str:
     return "".join(c.casefold() if len(c.casefold()) == 1 else c for c in s)
 
 
+def _folded(k: str) -> str:
+    # ASCII keys fold as ASCII (cheap); only non-ASCII ones can hide a Kelvin sign or long s.
+    return k.lower() if k.isascii() else _fold(k)
+
+
 def _keys(doc: dict[str, Any], name: str) -> list[str]:
-    return [k for k in doc if _fold(k) == name]
+    return [k for k in doc if _folded(k) == name]
 
 
 def apply(doc: dict[str, Any], caps: Caps) -> tuple[dict[str, Any], Decision]:
@@ -116,7 +121,7 @@ def apply(doc: dict[str, Any], caps: Caps) -> tuple[dict[str, Any], Decision]:
                     )
                 changed = True
         if changed:
-            out = {k: v for k, v in doc.items() if _fold(k) != "keep_alive"}
+            out = {k: v for k, v in doc.items() if _folded(k) != "keep_alive"}
             cap = caps.max_keep_alive
             out["keep_alive"] = int(cap) if cap == int(cap) else cap
     if caps.max_num_ctx > 0:

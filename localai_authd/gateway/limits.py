@@ -15,6 +15,7 @@ Fail closed: if the storage fails, the request is refused (503), never waved thr
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -63,6 +64,7 @@ class Effective:
     max_num_ctx: int
 
 
+@functools.lru_cache(maxsize=1024)  # per request; both arguments are frozen (hashable)
 def effective(own: Limits, defaults: LimitsConfig) -> Effective:
     def pick(mine: float | None, default: float) -> float:
         return default if mine is None else mine

@@ -24,12 +24,12 @@ from collections import deque
 from dataclasses import dataclass
 
 TAIL = 16 * 1024
-_INT = rb"\s*:\s*(\d{1,15})"
-_OLLAMA_IN = re.compile(rb'"prompt_eval_count"' + _INT)
-_OLLAMA_OUT = re.compile(rb'"eval_count"' + _INT)
-_OPENAI_IN = re.compile(rb'"(?:prompt_tokens|input_tokens)"' + _INT)
-_OPENAI_OUT = re.compile(rb'"(?:completion_tokens|output_tokens)"' + _INT)
+_OLLAMA = re.compile(rb'"(prompt_eval_count|eval_count)"\s*:\s*(\d{1,15})')
+_OPENAI = re.compile(
+    rb'"(prompt_tokens|input_tokens|completion_tokens|output_tokens)"\s*:\s*(\d{1,15})'
+)
 _OPENAI_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_IN = (b"prompt_eval_count", b"prompt_tokens", b"input_tokens")
 
 
 @dataclass(frozen=True)
@@ -43,28 +43,32 @@ class Tokens:
         return self.tokens_in + self.tokens_out
 
 
-def _last(pattern: re.Pattern[bytes], data: bytes, start: int = 0) -> int | None:
-    found = None
+def _scan(pattern: re.Pattern[bytes], data: bytes, start: int = 0) -> tuple[int, int] | None:
+    """The last value of each of the two counts ``pattern`` finds, or None if neither."""
+    tin = tout = None
     for m in pattern.finditer(data, start):
-        found = int(m.group(1))
-    return found
+        if m.group(1) in _IN:
+            tin = int(m.group(2))
+        else:
+            tout = int(m.group(2))
+    if tin is None and tout is None:
+        return None
+    return tin or 0, tout or 0
 
 
 def reported(tail: bytes) -> tuple[int, int] | None:
     """(tokens in, tokens out) as the upstream reported them at the end of ``tail``."""
-    usage = None
-    for m in _OPENAI_USAGE.finditer(tail):
-        usage = m
-    if usage is not None:
-        pin = _last(_OPENAI_IN, tail, usage.end())
-        pout = _last(_OPENAI_OUT, tail, usage.end())
-        if pin is not None or pout is not None:
-            return pin or 0, pout or 0
-    oin = _last(_OLLAMA_IN, tail)
-    oout = _last(_OLLAMA_OUT, tail)
-    if oin is not None or oout is not None:
-        return oin or 0, oout or 0
-    return None
+    if b'"usage"' in tail:
+        usage = None
+        for m in _OPENAI_USAGE.finditer(tail):
+            usage = m
+        if usage is not None:
+            got = _scan(_OPENAI, tail, usage.end())
+            if got is not None:
+                return got
+    if b'eval_count"' not in tail:  # both of Ollama's keys end so
+        return None
+    return _scan(_OLLAMA, tail)
 
 
 class TokenMeter:
@@ -98,7 +102,8 @@ class TokenMeter:
         return bool(self._sep)
 
     def result(self, request_bytes: int) -> Tokens:
-        tail = b"".join(self._chunks)[-TAIL:]
+        chunks = self._chunks
+        tail = chunks[0] if len(chunks) == 1 else b"".join(chunks)[-TAIL:]
         got = reported(tail)
         if got is not None:
             return Tokens(got[0], got[1], False)
