@@ -7,7 +7,6 @@ request → canonical target → authenticate → route + scope → size → (10
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -23,14 +22,14 @@ from ..config import Config
 from ..keys.model import Identity
 from ..keys.store import KeyStore
 from ..streams import StreamRegistry
-from . import caps as capsmod
 from . import headers as hdrs
 from . import policy, routes, target
+from .admission import Admission, reserialize
+from .caps import json_object
 from .errors import Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
 from .identify import Principal, authenticate
-from .limits import TOKEN_PATHS, Effective, Limiter, effective
-from .throttle import AuthThrottle
+from .limits import TOKEN_PATHS, Effective
 from .token_endpoint import exchange_token
 from .tokencount import TokenMeter, Tokens
 
@@ -97,13 +96,9 @@ class Gateway:
         self._routes: dict[tuple[str, str], routes.Route] = {}
         self._session: aiohttp.ClientSession | None = None
         self._apps_running = 0
-        self.limiter = Limiter()
-        self.throttle = AuthThrottle(
-            cfg.limits.failed_auth_per_minute, cfg.limits.failed_auth_cooldown
-        )
+        self.admission = Admission(cfg.limits)
         # Readers of each audit record (usage, metrics), so they need not thread through.
         self.record_hooks: list[Callable[[dict[str, Any]], None]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.idle = asyncio.Event()  # set while no request is in flight (for the drain)
         self.idle.set()
@@ -146,7 +141,7 @@ class Gateway:
     def apply_config(self, cfg: Config) -> None:
         """SIGHUP: new limits, timeouts and upstreams apply to the next request."""
         self.cfg = cfg
-        self.throttle.configure(cfg.limits.failed_auth_per_minute, cfg.limits.failed_auth_cooldown)
+        self.admission.configure(cfg.limits)
 
     # ---- the pipeline ------------------------------------------------------------------------
 
@@ -163,7 +158,9 @@ class Gateway:
         ctx.dialect = tgt.dialect
         ctx.path = tgt.path
         listener = self.cfg.listen[min(request.app[LISTENER], len(self.cfg.listen) - 1)]
-        ctx.principal = self._authenticate(request, listener)
+        ctx.principal = self.admission.authenticate(
+            request.remote, lambda: authenticate(request, listener, self.cfg, self.store)
+        )
         ctx.identity = ctx.principal.identity
         if tgt.path == TOKEN_PATH:
             if request.method != "POST":
@@ -197,60 +194,11 @@ class Gateway:
                 413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
             )
 
-    def _authenticate(self, request: web.Request, listener: Any) -> Principal:
-        """Credentials are looked at only while this source has not failed too often."""
-        wait = self.throttle.retry_after(request.remote)
-        if wait > 0:
-            seconds = max(1, int(wait + 0.999))
-            raise Refusal(
-                429,
-                "auth_throttled",
-                f"too many failed authentications from this address; retry in {seconds}s",
-                "throttled",
-                [("Retry-After", str(seconds))],
-            )
-        try:
-            return authenticate(request, listener, self.cfg, self.store)
-        except Refusal as r:
-            if r.status in (400, 401):
-                self.throttle.failed(request.remote)
-            raise
-
     async def _admit(self, ctx: Ctx) -> None:
-        """The key's limits: raises a 429 Refusal over one (503 if the limiter fails)."""
-        if ctx.limits is not None or ctx.identity is None or ctx.special:
-            return
-        ctx.limits = effective(ctx.identity.limits, self.cfg.limits)
-        kid = ctx.identity.kid
-        await self.limiter.admit(kid, ctx.limits, self.streams.count(kid))
-
-    def _cap(self, ctx: Ctx, body: bytes) -> bytes:
-        """keep_alive and num_ctx within the key's caps; a clamped body is re-serialized."""
-        if ctx.doc is None or ctx.limits is None:
-            return body
-        lim = ctx.limits
-        caps = capsmod.Caps(
-            lim.max_keep_alive, lim.max_num_ctx, self.cfg.limits.over_cap == "refuse"
-        )
-        doc, decision = capsmod.apply(ctx.doc, caps)
-        if decision.refused:
-            raise Refusal(400, decision.refused, decision.message, "bad_request")
-        if not decision.changed:
-            return body
-        ctx.doc = doc
-        return json.dumps(doc, separators=(",", ":")).encode()
-
-    def _charge(self, ctx: Ctx) -> None:
-        """Count the tokens of an answer that has ended, and charge them to the key."""
-        meter = ctx.out.meter
-        if meter is None or not 200 <= ctx.out.status < 400 or ctx.identity is None:
-            return
-        ctx.tokens = meter.result(ctx.bytes_in)
-        if ctx.limits is not None and ctx.tokens.total:
-            charge = self.limiter.charge(ctx.identity.kid, ctx.limits, ctx.tokens.total)
-            t = asyncio.get_running_loop().create_task(charge)
-            self._tasks.add(t)
-            t.add_done_callback(self._tasks.discard)
+        """The key's limits (Refusal 429 over one), once per request."""
+        if ctx.limits is None and ctx.identity is not None and not ctx.special:
+            kid = ctx.identity.kid
+            ctx.limits = await self.admission.admit(ctx.identity, self.streams.count(kid))
 
     def _route(self, method: str, path: str) -> routes.Route:
         """routes.match, remembered: it scans the whole allow-list (issue 6: ~2% of the CPU of
@@ -318,8 +266,10 @@ class Gateway:
                     f"key {ctx.identity.name!r} may not use model "
                     f"{(ctx.models or ['(none given)'])[0]!r}",
                 )
-            if isinstance(body, bytes):
-                body = self._cap(ctx, body)
+            if isinstance(body, bytes) and ctx.doc is not None and ctx.limits is not None:
+                capped = self.admission.cap(ctx.doc, ctx.limits)
+                if capped is not None:  # forward exactly what was checked
+                    ctx.doc, body = capped, reserialize(capped)
             if ctx.route.pattern in TOKEN_PATHS:
                 ctx.out.meter = TokenMeter()
             assert self._session is not None
@@ -365,7 +315,9 @@ class Gateway:
                 self.in_flight -= 1
                 if not self.in_flight:
                     self.idle.set()
-            self._charge(ctx)
+            meter = ctx.out.meter
+            if meter is not None and kid is not None and 200 <= ctx.out.status < 400:
+                ctx.tokens = self.admission.charge(kid, ctx.limits, meter, ctx.bytes_in)
             self._audit(request, ctx)
 
     async def _body(self, request: web.Request, ctx: Ctx) -> bytes | AsyncIterator[bytes] | None:
@@ -386,7 +338,7 @@ class Gateway:
         body = b"".join(chunks)
         if ctx.route.model_from == "body":
             ctx.models = policy.models_in_body(body, ctx.route.pattern)
-            ctx.doc = _json_object(body)
+            ctx.doc = json_object(body)
         return body
 
     # ---- edges -------------------------------------------------------------------------------
@@ -429,27 +381,13 @@ class Gateway:
             "reason": ctx.out.reason,
         }
         if ctx.tokens is not None:
-            rec["tokens_in"] = ctx.tokens.tokens_in
-            rec["tokens_out"] = ctx.tokens.tokens_out
-            rec["tokens_estimated"] = ctx.tokens.estimated
-        if ctx.out.meter is not None and ctx.out.meter.streamed:
-            rec["stream"] = True
+            rec.update(ctx.tokens.audit_fields())
         self.audit.write(rec)
         for hook in self.record_hooks:
             try:
                 hook(rec)
             except Exception:  # a reader's bug must not fail the request
                 log.exception("an audit record hook failed")
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None. (Stands in for the body inspection that decodes
-    JSON as the upstream does; caps read this.)"""
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 class _ScrubBadRequests(logging.Filter):

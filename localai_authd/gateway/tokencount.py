@@ -37,6 +37,17 @@ class Tokens:
     tokens_in: int
     tokens_out: int
     estimated: bool
+    streamed: bool = False
+
+    def audit_fields(self) -> dict[str, int | bool]:
+        out: dict[str, int | bool] = {
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "tokens_estimated": self.estimated,
+        }
+        if self.streamed:
+            out["stream"] = True
+        return out
 
     @property
     def total(self) -> int:
@@ -106,6 +117,6 @@ class TokenMeter:
         tail = chunks[0] if len(chunks) == 1 else b"".join(chunks)[-TAIL:]
         got = reported(tail)
         if got is not None:
-            return Tokens(got[0], got[1], False)
+            return Tokens(got[0], got[1], False, self.streamed)
         out = self._events if self._sep else (self.bytes + 3) // 4
-        return Tokens((request_bytes + 3) // 4, out, True)
+        return Tokens((request_bytes + 3) // 4, out, True, self.streamed)

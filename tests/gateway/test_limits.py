@@ -54,7 +54,7 @@ async def _wait_audit(gw: GW, n: int) -> list[dict[str, Any]]:
 async def _settle(gw: GW) -> None:
     """Token charges run after the answer has ended: wait for them."""
     for _ in range(200):
-        if not gw.gateway._tasks:
+        if not gw.gateway.admission.pending:
             return
         await asyncio.sleep(0.01)
 
@@ -193,7 +193,7 @@ async def test_a_failing_limiter_refuses_never_waves_through(
     make_gw: GwFactory, http: Any, limit: str
 ) -> None:
     gw = await _limited_gw(make_gw, **{limit: 100})
-    gw.gateway.limiter = Limiter(BrokenStorage())
+    gw.gateway.admission.limiter = Limiter(BrokenStorage())
     key = await gw.key()
     async with http.post(
         gw.url + "/v1/chat/completions", json={"model": "llama3"}, headers=_h(key)
@@ -208,7 +208,7 @@ async def test_a_failing_limiter_refuses_never_waves_through(
 async def test_no_limits_no_storage_calls(make_gw: GwFactory, http: Any) -> None:
     """The defaults limit nothing: a broken storage is never consulted."""
     gw = await make_gw()
-    gw.gateway.limiter = Limiter(BrokenStorage())
+    gw.gateway.admission.limiter = Limiter(BrokenStorage())
     key = await gw.key()
     async with http.get(gw.url + "/api/tags", headers=_h(key)) as r:
         assert r.status == 200
