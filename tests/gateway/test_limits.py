@@ -236,3 +236,36 @@ async def test_token_units_carry_fractions() -> None:
     with pytest.raises(Exception, match="token budget") as e:
         await lim.admit("k", eff, 0)
     assert json.dumps(getattr(e.value, "headers", None))
+
+
+async def test_the_real_sdks_read_usage_and_show_the_429(make_gw: GwFactory) -> None:
+    """openai with include_usage is counted exactly; both SDKs surface our 429 message."""
+    import ollama
+    import openai
+
+    gw = await _limited_gw(make_gw, requests_per_minute=2)
+    key = await gw.key()
+    oa = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    stream = await oa.chat.completions.create(
+        model="llama3",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage = [ev.usage async for ev in stream if ev.usage is not None]
+    assert usage and usage[0].completion_tokens == COMPLETION_TOKENS
+    ol = ollama.AsyncClient(host=gw.url, headers={"Authorization": f"Bearer {key}"})
+    done = await ol.generate(model="llama3", prompt="hi", stream=False)
+    assert done.eval_count == COMPLETION_TOKENS
+    with pytest.raises(openai.RateLimitError) as e:
+        await oa.chat.completions.create(model="llama3", messages=[])
+    assert "requests per minute" in str(e.value)
+    assert e.value.response.headers["Retry-After"].isdigit()
+    with pytest.raises(ollama.ResponseError) as oe:
+        await ol.generate(model="llama3", prompt="hi", stream=False)
+    assert oe.value.status_code == 429 and "requests per minute" in oe.value.error
+    await oa.close()
+    await ol.close()
+    recs = await _wait_audit(gw, 4)
+    assert (recs[0]["tokens_in"], recs[0]["tokens_estimated"]) == (PROMPT_TOKENS, False)
+    assert (recs[1]["tokens_in"], recs[1]["tokens_out"]) == (PROMPT_TOKENS, COMPLETION_TOKENS)
