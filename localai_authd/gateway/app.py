@@ -29,7 +29,7 @@ from .caps import json_object
 from .errors import Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
 from .identify import Principal, authenticate
-from .limits import TOKEN_PATHS, Effective
+from .limits import TOKEN_PATHS, Effective, check_streams
 from .token_endpoint import exchange_token
 from .tokencount import TokenMeter, Tokens
 
@@ -252,7 +252,9 @@ class Gateway:
                 return tresp
             assert ctx.identity is not None and ctx.route is not None
             await self._admit(ctx)
-            kid = ctx.identity.kid
+            if ctx.limits is not None:  # again, with no await before streams.add
+                check_streams(ctx.limits, self.streams.count(ctx.identity.kid))
+            kid = ctx.identity.kid  # from here on, the finally below undoes what follows
             if task is not None:
                 self.streams.add(kid, task)
             self.in_flight += 1

@@ -90,6 +90,16 @@ def _limited(name: str, message: str, retry_after: float) -> Refusal:
     )
 
 
+def check_streams(eff: Effective, in_flight: int) -> None:
+    """Refuse (429) a request of a key that has ``in_flight`` requests running already."""
+    if eff.concurrent_streams and in_flight >= eff.concurrent_streams:
+        raise _limited(
+            "concurrent_streams",
+            f"this key already has {in_flight} requests in flight (limit {eff.concurrent_streams})",
+            1,
+        )
+
+
 class _TokenWindow:
     """A token budget as a moving window of units of ``budget / UNITS`` tokens."""
 
@@ -120,14 +130,12 @@ class Limiter:
         return out
 
     async def admit(self, kid: str, eff: Effective, in_flight: int) -> None:
-        """Raise a Refusal (429 over a limit, 503 if the limiter fails); else count it."""
-        if eff.concurrent_streams and in_flight >= eff.concurrent_streams:
-            raise _limited(
-                "concurrent_streams",
-                f"this key already has {in_flight} requests in flight "
-                f"(limit {eff.concurrent_streams})",
-                1,
-            )
+        """Raise a Refusal (429 over a limit, 503 if the limiter fails); else count it.
+
+        The stream count is checked here first (a refusal that costs no storage call), and
+        again by the gateway with no await between the check and the registration.
+        """
+        check_streams(eff, in_flight)
         try:
             for w in self._windows(eff):
                 if not await self._mw.test(w.item, w.name, kid):

@@ -269,3 +269,37 @@ async def test_the_real_sdks_read_usage_and_show_the_429(make_gw: GwFactory) -> 
     recs = await _wait_audit(gw, 4)
     assert (recs[0]["tokens_in"], recs[0]["tokens_estimated"]) == (PROMPT_TOKENS, False)
     assert (recs[1]["tokens_in"], recs[1]["tokens_out"]) == (PROMPT_TOKENS, COMPLETION_TOKENS)
+
+
+async def test_concurrent_streams_hold_while_the_limiter_yields(
+    make_gw: GwFactory, http: Any
+) -> None:
+    """A storage that yields (as a networked one does) between the stream count and the
+    registration must not let two requests past a limit of one."""
+
+    class YieldingStorage(MemoryStorage):
+        """Real memory storage; each window operation first yields to the loop, as a
+        round trip to Redis would."""
+
+        async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+            await asyncio.sleep(0.01)
+            return await super().acquire_entry(key, limit, expiry, amount)
+
+    gw = await _limited_gw(make_gw, concurrent_streams=1, requests_per_minute=100)
+    gw.gateway.admission.limiter = Limiter(YieldingStorage())
+    gw.upstream.hold_after = 1
+    key = await gw.key()
+    body = {"model": "llama3", "prompt": "hi"}
+    posts = [http.post(gw.url + "/api/generate", json=body, headers=_h(key)) for _ in range(4)]
+    responses = await asyncio.gather(*posts)
+    assert sorted(r.status for r in responses) == [200, 429, 429, 429]
+    assert gw.gateway.in_flight == 1
+    gw.upstream.release.set()
+    for r in responses:
+        await r.read()
+        r.release()
+    for _ in range(200):
+        if gw.gateway.in_flight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert gw.gateway.in_flight == 0  # refusals did not unbalance the count
