@@ -166,7 +166,7 @@ class Limiter:
                 503,
                 "limiter_unavailable",
                 "the rate limiter is unavailable; try again shortly",
-                "error",
+                "unavailable",
                 [("Retry-After", "5")],
             ) from None
 

@@ -203,6 +203,7 @@ async def test_a_failing_limiter_refuses_never_waves_through(
     assert gw.upstream.seen == []
     rec = (await _wait_audit(gw, 1))[0]
     assert rec["reason"] == "limiter_unavailable" and rec["status"] == 503
+    assert rec["outcome"] == "unavailable"
 
 
 async def test_no_limits_no_storage_calls(make_gw: GwFactory, http: Any) -> None:
