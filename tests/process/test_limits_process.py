@@ -98,3 +98,22 @@ def test_check_config_reports_every_bad_limit(tmp_path: Path) -> None:
         "max_per_source is larger than max_total",
     ):
         assert needle in p.stderr, p.stderr
+
+
+async def test_reload_applies_new_limits(daemon: Daemon) -> None:
+    await daemon.start()
+    key = (await daemon.authctl_json("create", "laptop"))["key"]
+    h = {"Authorization": f"Bearer {key}"}
+
+    async def statuses(n: int) -> list[int]:
+        out = []
+        async with aiohttp.ClientSession() as s:
+            for _ in range(n):
+                async with s.get(daemon.url + "/api/tags", headers=h) as r:
+                    out.append(r.status)
+        return out
+
+    assert await statuses(4) == [200, 200, 200, 429]
+    daemon.config_path.write_text(CONFIG.replace("requests_per_minute = 3", "max_num_ctx = 8"))
+    assert (await daemon.authctl_json("reload"))["reloaded"] is True
+    assert await statuses(5) == [200] * 5
