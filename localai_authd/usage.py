@@ -65,8 +65,8 @@ class UsageStore:
 
     # ---- fed by the gateway ---------------------------------------------------------------
 
-    def record(self, rec: dict[str, Any]) -> None:
-        """One audit record; requests of an authenticated key are counted."""
+    def record(self, rec: dict[str, Any], ctx: object = None) -> None:
+        """One audit record (a gateway record hook); requests of an authenticated key count."""
         kid = rec.get("key_id")
         if rec.get("kind") != "request" or not rec.get("auth") or not isinstance(kid, str):
             return

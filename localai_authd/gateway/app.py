@@ -38,6 +38,8 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 LISTENER: web.AppKey[int] = web.AppKey("listener", int)
 # A path, not a password (S105): where a key holder trades its key for a token (README).
 TOKEN_PATH = "/localai-authd/token"  # noqa: S105
+# Called with each request's audit record and its context (metrics, usage).
+RecordHook = Callable[[dict[str, Any], "Ctx"], None]
 
 
 @dataclass
@@ -97,8 +99,7 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._apps_running = 0
         self.admission = Admission(cfg.limits)
-        # Readers of each audit record (usage, metrics), so they need not thread through.
-        self.record_hooks: list[Callable[[dict[str, Any]], None]] = []
+        self.record_hooks: list[RecordHook] = []
         self.in_flight = 0
         self.idle = asyncio.Event()  # set while no request is in flight (for the drain)
         self.idle.set()
@@ -387,7 +388,7 @@ class Gateway:
         self.audit.write(rec)
         for hook in self.record_hooks:
             try:
-                hook(rec)
+                hook(rec, ctx)
             except Exception:  # a reader's bug must not fail the request
                 log.exception("an audit record hook failed")
 
