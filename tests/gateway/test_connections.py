@@ -165,3 +165,18 @@ async def test_global_cap_refuses_with_one_log_line(
     assert guard.refused == 3
     lines = [r.getMessage() for r in caplog.records if "refusing" in r.getMessage()]
     assert len(lines) == 1 and "max_total 4" in lines[0]  # rate-limited: one line for three
+
+
+def test_global_cap_stays_below_the_open_file_limit(caplog: pytest.LogCaptureFixture) -> None:
+    import resource
+
+    from localai_authd.gateway.connections import RESERVED_FDS, fd_ceiling
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    try:
+        assert fd_ceiling(100) == 100
+        assert fd_ceiling(32768) == 4096 - RESERVED_FDS
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert "raise LimitNOFILE= or lower max_total" in caplog.text
