@@ -1,6 +1,6 @@
 """What a request may cost before it is let in, and what it cost once it has ended.
 
-The gateway's one seam for the limits of issue "blast radius": the per-source brute-force
+The gateway's one seam for what bounds a key's blast radius: the per-source brute-force
 throttle around authentication, a key's limits at admission, its resource caps on the body,
 and the token charge after the answer. Each piece lives in its own module (throttle, limits,
 caps, tokencount); this joins them to the request and turns their verdicts into Refusals.
