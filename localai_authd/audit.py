@@ -27,6 +27,9 @@ RequestOutcome = Literal[
     "upstream_stalled",
     "killed",
     "client_disconnected",
+    "rate_limited",  # over a key's limit (429; reason "limit:<name>")
+    "throttled",  # its source failed authentication too often (429 auth_throttled)
+    "unavailable",  # the rate limiter failed: refused, never waved through (503)
 ]
 # ... and of a control-plane action.
 ControlOutcome = Literal["success", "failure"]

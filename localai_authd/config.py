@@ -34,6 +34,7 @@ from .configschema import (
     unknown_key,
 )
 from .errors import ConfigError
+from .limitsconfig import ConnectionsConfig, LimitsConfig, connections_section, limits_section
 
 DEFAULT_LISTEN = "127.0.0.1:11435"
 DEFAULT_UPSTREAM = "http://127.0.0.1:11434"
@@ -94,6 +95,8 @@ class Config:
     audit_file: Path | None = None  # None: no file; see resolve_audit_file
     audit_log: bool = True
     log_level: str = "info"
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    connections: ConnectionsConfig = dataclasses.field(default_factory=ConnectionsConfig)
     source: str = "<defaults>"
 
 
@@ -219,6 +222,8 @@ SECTIONS: dict[str, SectionValidator] = {
     "state": _state,
     "audit": _audit,
     "log": _log,
+    "limits": limits_section,
+    "connections": connections_section,
 }
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .durations import parse_duration
+from .limitsconfig import CONNECTIONS_SCHEMA, LIMITS_SCHEMA
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -264,6 +265,8 @@ SCHEMA: dict[str, dict[str, Converter]] = {
     "state": {"dir": path},
     "audit": {"file": string, "log": boolean},
     "log": {"level": log_level},
+    "limits": LIMITS_SCHEMA,
+    "connections": CONNECTIONS_SCHEMA,
 }
 ARRAY_SECTIONS = ("listener", "upstream")  # [[listener]] and [[upstream]] may repeat
 

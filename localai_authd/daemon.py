@@ -26,10 +26,11 @@ from .control.context import ControlContext
 from .errors import EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, AuthdError, ConfigError
 from .gateway import tls as tlsmod
 from .gateway.app import Gateway, install_log_scrubber
-from .gateway.runner import GatewayRunner
+from .gateway.connections import ConnectionGuard, GuardedRunner
 from .keys.store import KeyStore
 from .streams import StreamRegistry
 from .systemd import Notifier, listen_fds, watchdog, watchdog_interval
+from .usage import UsageStore
 
 log = logging.getLogger("localai_authd")
 # Changing these needs a restart: the sockets and the keyring are opened once.
@@ -58,6 +59,7 @@ class Daemon:
         self.streams = StreamRegistry()
         self._reload_lock = asyncio.Lock()
         self.runners: list[web.AppRunner] = []
+        self.connections = ConnectionGuard(cfg.connections)  # shared by every listener
         self.tls_contexts: dict[int, ssl.SSLContext] = {}
 
     def _spawn(self, coro: Any) -> None:
@@ -82,6 +84,10 @@ class Daemon:
             return e.exit_code
         self.audit = Audit(cfg.audit_file, cfg.audit_log)
         self.gateway = Gateway(cfg, self.store, self.audit, self.streams)
+        usage = UsageStore(cfg.state_dir / "usage.json")
+        await asyncio.to_thread(usage.load)
+        self.gateway.record_hooks.append(usage.record)
+        usage.start()
         try:
             bound = await self._bind()
         except (OSError, AuthdError) as e:
@@ -100,6 +106,7 @@ class Daemon:
             tokens=lambda: self.cfg.tokens,
             max_request_bytes=cfg.control_max_request_bytes,
             request_timeout=cfg.control_request_timeout,
+            usage=usage,
         )
         try:
             control = await start_control_server(ctx, cfg.control_socket)
@@ -149,6 +156,7 @@ class Daemon:
         await control.close()
         await self._drain()
         await self._cleanup_runners()
+        await usage.stop()  # after the drain: the last requests are counted
         for t in list(self._tasks):
             t.cancel()
         await self.store.close()
@@ -180,8 +188,9 @@ class Daemon:
 
     def _runner(self, index: int) -> web.AppRunner:
         assert self.gateway is not None
-        runner = GatewayRunner(
+        runner = GuardedRunner(
             self.gateway.make_app(index),
+            self.connections,
             handler_cancellation=True,  # a client that goes away cancels the upstream request
             access_log=None,  # the audit trail is the access log
             shutdown_timeout=5,  # our own drain (_drain) has run by then
@@ -294,6 +303,7 @@ class Daemon:
             new = dataclasses.replace(new, **{k: getattr(self.cfg, k) for k in kept})
             self.cfg = new
             self.gateway.apply_config(new)
+            self.connections.configure(new.connections)
             self.audit.to_log = new.audit_log
             if self.audit.path != new.audit_file:
                 self.audit.path = new.audit_file

@@ -10,6 +10,7 @@ from ..audit import Audit
 from ..config import Tokens
 from ..keys.store import KeyStore
 from ..streams import StreamRegistry
+from ..usage import UsageStore
 
 
 @dataclass
@@ -26,3 +27,4 @@ class ControlContext:
     tokens: Callable[[], Tokens] = Tokens
     max_request_bytes: int = 64 * 1024
     request_timeout: float = 10.0
+    usage: UsageStore | None = None  # authctl usage

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from ..durations import parse_duration
 from ..errors import MethodNotAllowed, UnknownField, UnknownOperation, UsageError
 from ..keys.model import DEFAULT_SCOPES, check_name
+from . import usage_ops
 from .context import ControlContext
 
 Result = tuple[int, dict[str, Any]]
@@ -255,6 +256,7 @@ OPERATIONS: tuple[Operation, ...] = (
         delete_upstream_key,
     ),
     Operation("reload", "POST", "/v1/reload", frozenset(), reload),
+    Operation("usage", "GET", "/v1/usage", frozenset({"name", "since"}), usage_ops.usage),
 )
 _COMPILED = tuple((op, op.pattern) for op in OPERATIONS)
 

@@ -24,16 +24,22 @@ from ..keys.store import KeyStore
 from ..streams import StreamRegistry
 from . import headers as hdrs
 from . import policy, routes, target
+from .admission import Admission, reserialize
+from .caps import json_object
 from .errors import Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
 from .identify import Principal, authenticate
+from .limits import TOKEN_PATHS, Effective, check_streams
 from .token_endpoint import exchange_token
+from .tokencount import TokenMeter, Tokens
 
 log = logging.getLogger("localai_authd.gateway")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 LISTENER: web.AppKey[int] = web.AppKey("listener", int)
 # A path, not a password (S105): where a key holder trades its key for a token (README).
 TOKEN_PATH = "/localai-authd/token"  # noqa: S105
+# Called with each request's audit record and its context (metrics, usage).
+RecordHook = Callable[[dict[str, Any], "Ctx"], None]
 
 
 @dataclass
@@ -51,6 +57,9 @@ class Ctx:
     upstream: int = 0
     forward_target: str = ""
     models: list[str] | None = None
+    doc: dict[str, Any] | None = None  # the JSON body the upstream will act on
+    limits: Effective | None = None  # set once admitted
+    tokens: Tokens | None = None
     bytes_in: int = 0
     out: Outcome = field(default_factory=Outcome)
     expect_done: bool = False
@@ -89,6 +98,8 @@ class Gateway:
         self._routes: dict[tuple[str, str], routes.Route] = {}
         self._session: aiohttp.ClientSession | None = None
         self._apps_running = 0
+        self.admission = Admission(cfg.limits)
+        self.record_hooks: list[RecordHook] = []
         self.in_flight = 0
         self.idle = asyncio.Event()  # set while no request is in flight (for the drain)
         self.idle.set()
@@ -131,6 +142,7 @@ class Gateway:
     def apply_config(self, cfg: Config) -> None:
         """SIGHUP: new limits, timeouts and upstreams apply to the next request."""
         self.cfg = cfg
+        self.admission.configure(cfg.limits)
 
     # ---- the pipeline ------------------------------------------------------------------------
 
@@ -147,7 +159,9 @@ class Gateway:
         ctx.dialect = tgt.dialect
         ctx.path = tgt.path
         listener = self.cfg.listen[min(request.app[LISTENER], len(self.cfg.listen) - 1)]
-        ctx.principal = authenticate(request, listener, self.cfg, self.store)
+        ctx.principal = self.admission.authenticate(
+            request.remote, lambda: authenticate(request, listener, self.cfg, self.store)
+        )
         ctx.identity = ctx.principal.identity
         if tgt.path == TOKEN_PATH:
             if request.method != "POST":
@@ -181,6 +195,12 @@ class Gateway:
                 413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
             )
 
+    async def _admit(self, ctx: Ctx) -> None:
+        """The key's limits (Refusal 429 over one), once per request."""
+        if ctx.limits is None and ctx.identity is not None and not ctx.special:
+            kid = ctx.identity.kid
+            ctx.limits = await self.admission.admit(ctx.identity, self.streams.count(kid))
+
     def _route(self, method: str, path: str) -> routes.Route:
         """routes.match, remembered: it scans the whole allow-list (issue 6: ~2% of the CPU of
         a small request). Refusals raise and are not kept; the size is bounded (paths come
@@ -198,6 +218,7 @@ class Gateway:
         ctx = self._ctx(request)
         try:
             self._prelude(request, ctx)
+            await self._admit(ctx)
         except Refusal as r:
             return self._refuse(request, ctx, r)
         ctx.expect_done = True
@@ -231,7 +252,10 @@ class Gateway:
                 ctx.out.bytes_out = len(tresp.body) if isinstance(tresp.body, bytes) else 0
                 return tresp
             assert ctx.identity is not None and ctx.route is not None
-            kid = ctx.identity.kid
+            await self._admit(ctx)
+            if ctx.limits is not None:  # again, with no await before streams.add
+                check_streams(ctx.limits, self.streams.count(ctx.identity.kid))
+            kid = ctx.identity.kid  # from here on, the finally below undoes what follows
             if task is not None:
                 self.streams.add(kid, task)
             self.in_flight += 1
@@ -245,6 +269,12 @@ class Gateway:
                     f"key {ctx.identity.name!r} may not use model "
                     f"{(ctx.models or ['(none given)'])[0]!r}",
                 )
+            if isinstance(body, bytes) and ctx.doc is not None and ctx.limits is not None:
+                capped = self.admission.cap(ctx.doc, ctx.limits)
+                if capped is not None:  # forward exactly what was checked
+                    ctx.doc, body = capped, reserialize(capped)
+            if ctx.route.pattern in TOKEN_PATHS:
+                ctx.out.meter = TokenMeter()
             assert self._session is not None
             up = self.cfg.upstreams[ctx.upstream]
             fwd_headers = hdrs.to_upstream(
@@ -288,6 +318,9 @@ class Gateway:
                 self.in_flight -= 1
                 if not self.in_flight:
                     self.idle.set()
+            meter = ctx.out.meter
+            if meter is not None and kid is not None and 200 <= ctx.out.status < 400:
+                ctx.tokens = self.admission.charge(kid, ctx.limits, meter, ctx.bytes_in)
             self._audit(request, ctx)
 
     async def _body(self, request: web.Request, ctx: Ctx) -> bytes | AsyncIterator[bytes] | None:
@@ -308,6 +341,7 @@ class Gateway:
         body = b"".join(chunks)
         if ctx.route.model_from == "body":
             ctx.models = policy.models_in_body(body, ctx.route.pattern)
+            ctx.doc = json_object(body)
         return body
 
     # ---- edges -------------------------------------------------------------------------------
@@ -349,7 +383,14 @@ class Gateway:
             "outcome": ctx.out.outcome,
             "reason": ctx.out.reason,
         }
+        if ctx.tokens is not None:
+            rec.update(ctx.tokens.audit_fields())
         self.audit.write(rec)
+        for hook in self.record_hooks:
+            try:
+                hook(rec, ctx)
+            except Exception:  # a reader's bug must not fail the request
+                log.exception("an audit record hook failed")
 
 
 class _ScrubBadRequests(logging.Filter):

@@ -23,6 +23,7 @@ from ..audit import RequestOutcome
 from ..config import Upstream
 from . import headers as hdrs
 from .errors import SERVER, Refusal
+from .tokencount import TokenMeter
 
 # aiohttp would add these unless told not to; the client's own (if any) pass through.
 _SKIP_AUTO = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
@@ -51,6 +52,7 @@ class Outcome:
     bytes_out: int = 0
     outcome: RequestOutcome = "ok"
     reason: str = "ok"
+    meter: TokenMeter | None = None  # fed the answer's bytes as they pass (token counting)
 
 
 async def stream_body(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
@@ -198,6 +200,9 @@ async def _relay(
     length = up.content_length
     out.status = up.status
     content = up.content
+    meter = out.meter
+    if meter is not None:
+        meter.start(up.headers.get("Content-Type", ""))
     # Whatever of the body is already here (usually all of a non-streaming reply, and the
     # first chunk of a stream, which servers send with their headers).
     early = content.read_nowait() if content.exception() is None else b""
@@ -213,6 +218,8 @@ async def _relay(
         whole = web.Response(status=up.status, reason=up.reason, headers=headers, body=early)
         await whole.prepare(request)
         out.bytes_out += length
+        if meter is not None:
+            meter.feed(early)
         await whole.write_eof()
         return whole
     resp = (_HeadersWithFirstChunk if early else web.StreamResponse)(
@@ -229,6 +236,8 @@ async def _relay(
     last = early or b"\n"
     if early:
         out.bytes_out += len(early)
+        if meter is not None:
+            meter.feed(early)
         await resp.write(early)
     deadline = _ReadDeadline(content)
     try:
@@ -261,6 +270,8 @@ async def _relay(
             first = False
             last = chunk
             out.bytes_out += len(chunk)
+            if meter is not None:
+                meter.feed(chunk)
             await resp.write(chunk)
     finally:
         deadline.close()

@@ -57,6 +57,17 @@ def check_models(models: list[str] | tuple[str, ...]) -> str | None:
 
 
 @dataclass(frozen=True)
+class Limits:
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    concurrent_streams: int | None = None
+    max_keep_alive: float | None = None  # seconds; -1 is never allowed as a cap
+    max_num_ctx: int | None = None
+    # None = the config default applies.
+
+
+@dataclass(frozen=True)
 class Verifier:
     """HMAC-SHA256(pepper, secret) of one secret; ``not_after`` is set once it was rotated out."""
 
@@ -105,6 +116,8 @@ class Identity:
     rotated_at: float | None = None
     imported: bool = False  # the secret came from `authctl import`, not our format
     cert_subjects: tuple[str, ...] = ()  # client-certificate names (CN or SAN) bound to it
+    limits: Limits = Limits()
+    suspended: bool = False
     verifiers: tuple[Verifier, ...] = field(default=(), repr=False)
 
     def usable(self, now: float) -> bool:

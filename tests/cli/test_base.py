@@ -30,6 +30,7 @@ JSON_CASES: dict[str, tuple[list[list[str]], list[str]]] = {
     "upstream-key set": ([], ["upstream-key", "set", "u{n}"]),
     "upstream-key delete": ([["upstream-key", "set", "u{n}"]], ["upstream-key", "delete", "u{n}"]),
     "upstream-key list": ([], ["upstream-key", "list"]),
+    "usage": ([], ["usage", "--since", "1d"]),
 }
 STDIN = "a-secret-read-from-stdin-{n}\n"
 
