@@ -26,6 +26,7 @@ from . import headers as hdrs
 from . import policy, routes, target
 from .errors import Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
+from .health import OWN_PREFIX, OwnEndpoints
 from .identify import Principal, authenticate
 from .token_endpoint import exchange_token
 
@@ -34,6 +35,8 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 LISTENER: web.AppKey[int] = web.AppKey("listener", int)
 # A path, not a password (S105): where a key holder trades its key for a token (README).
 TOKEN_PATH = "/localai-authd/token"  # noqa: S105
+# Called with each request's audit record and its context (metrics, usage).
+RecordHook = Callable[[dict[str, Any], "Ctx"], None]
 
 
 @dataclass
@@ -46,7 +49,8 @@ class Ctx:
     path: str = ""
     identity: Identity | None = None
     principal: Principal | None = None
-    special: str = ""  # "token": our own token endpoint, not an upstream route
+    special: str = ""  # "token": our own token endpoint, not an upstream route; "verify"
+    method: str = ""  # forward-auth: the original request's method (else the request's own)
     route: routes.Route | None = None
     upstream: int = 0
     forward_target: str = ""
@@ -92,6 +96,8 @@ class Gateway:
         self.in_flight = 0
         self.idle = asyncio.Event()  # set while no request is in flight (for the drain)
         self.idle.set()
+        self.own = OwnEndpoints(self)  # health, ready, forward-auth: before authentication
+        self.record_hooks: list[RecordHook] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -219,6 +225,12 @@ class Gateway:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = self._ctx(request)
+        if request.raw_path.startswith(OWN_PREFIX) and not ctx.expect_done:
+            own = await self.own.respond(request, ctx)
+            if own is not None:
+                if ctx.special:  # forward-auth decisions are audited; health probes are not
+                    self._audit(request, ctx)
+                return own
         task = asyncio.current_task()
         kid = None
         try:
@@ -339,7 +351,7 @@ class Gateway:
             "key": ident.name if ident else None,
             "auth": ctx.principal.method if ctx.principal else None,
             "client": request.remote,
-            "method": request.method,
+            "method": ctx.method or request.method,
             "path": ctx.path or None,
             "model": ctx.models[0] if ctx.models else None,
             "status": ctx.out.status,
@@ -349,6 +361,8 @@ class Gateway:
             "outcome": ctx.out.outcome,
             "reason": ctx.out.reason,
         }
+        for hook in self.record_hooks:
+            hook(rec, ctx)
         self.audit.write(rec)
 
 

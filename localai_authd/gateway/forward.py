@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class Outcome:
     bytes_out: int = 0
     outcome: RequestOutcome = "ok"
     reason: str = "ok"
+    first_byte: float = 0.0  # time.monotonic() when the upstream's answer began (metrics)
 
 
 async def stream_body(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
@@ -197,6 +199,7 @@ async def _relay(
     headers = [("Server", SERVER), *hdrs.to_client(up.headers.items())]
     length = up.content_length
     out.status = up.status
+    out.first_byte = time.monotonic()
     content = up.content
     # Whatever of the body is already here (usually all of a non-streaming reply, and the
     # first chunk of a stream, which servers send with their headers).
