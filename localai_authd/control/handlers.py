@@ -18,6 +18,8 @@ from urllib.parse import unquote
 from ..durations import parse_duration
 from ..errors import MethodNotAllowed, UnknownField, UnknownOperation, UsageError
 from ..keys.model import DEFAULT_SCOPES, check_name
+from .audit_ops import FIELDS as AUDIT_FIELDS
+from .audit_ops import read_audit
 from .context import ControlContext
 
 Result = tuple[int, dict[str, Any]]
@@ -255,6 +257,7 @@ OPERATIONS: tuple[Operation, ...] = (
         delete_upstream_key,
     ),
     Operation("reload", "POST", "/v1/reload", frozenset(), reload),
+    Operation("audit", "POST", "/v1/audit", AUDIT_FIELDS, read_audit),
 )
 _COMPILED = tuple((op, op.pattern) for op in OPERATIONS)
 

@@ -40,6 +40,7 @@ def test_every_action_is_routed_once() -> None:
         "status", "list", "show", "create", "rotate", "revoke", "import", "reload",
         "token", "bind-cert", "unbind-cert", "rotate-signing-secret",
         "upstream-key-list", "upstream-key-set", "upstream-key-delete",
+        "audit",
     }  # fmt: skip
 
 
