@@ -19,7 +19,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
 
 from . import __version__
@@ -95,6 +102,10 @@ class Metrics:
     """The daemon's metrics. ``in_flight`` is read at scrape time (streams in flight)."""
 
     def __init__(self, in_flight: Callable[[], int] = lambda: 0) -> None:
+        # No "_created" series beside every counter and histogram: they double the series
+        # for a timestamp Prometheus does not use. (A library-wide switch; nothing else in
+        # the daemon exports metrics.)
+        disable_created_metrics()
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "localai_authd_requests",
