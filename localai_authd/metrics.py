@@ -105,7 +105,7 @@ class Metrics:
         # No "_created" series beside every counter and histogram: they double the series
         # for a timestamp Prometheus does not use. (A library-wide switch; nothing else in
         # the daemon exports metrics.)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "localai_authd_requests",
