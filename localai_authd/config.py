@@ -17,13 +17,14 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import configschema as conv
 from .configlisten import DEFAULT_LISTENERS, TLS, Listener, listeners
+from .configmetrics import Metrics, metrics
 from .configschema import (
     ARRAY_SECTIONS,
     SCHEMA,
@@ -46,6 +47,7 @@ __all__ = [
     "Draft",
     "ListenAddress",
     "Listener",
+    "Metrics",
     "Tokens",
     "Upstream",
     "build",
@@ -94,6 +96,7 @@ class Config:
     audit_file: Path | None = None  # None: no file; see resolve_audit_file
     audit_log: bool = True
     log_level: str = "info"
+    metrics: Metrics = field(default_factory=Metrics)
     source: str = "<defaults>"
 
 
@@ -219,6 +222,7 @@ SECTIONS: dict[str, SectionValidator] = {
     "state": _state,
     "audit": _audit,
     "log": _log,
+    "metrics": metrics,
 }
 
 

@@ -264,6 +264,12 @@ SCHEMA: dict[str, dict[str, Converter]] = {
     "state": {"dir": path},
     "audit": {"file": string, "log": boolean},
     "log": {"level": log_level},
+    "metrics": {
+        "listen": parse_listen,
+        "tls_cert": secret_file,
+        "tls_key": secret_file,
+        "client_ca": path,
+    },
 }
 ARRAY_SECTIONS = ("listener", "upstream")  # [[listener]] and [[upstream]] may repeat
 

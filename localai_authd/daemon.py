@@ -24,10 +24,12 @@ from . import __version__, config, preflight
 from .audit import Audit
 from .control.context import ControlContext
 from .errors import EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, AuthdError, ConfigError
+from .gateway import observe
 from .gateway import tls as tlsmod
 from .gateway.app import Gateway, install_log_scrubber
 from .gateway.runner import GatewayRunner
 from .keys.store import KeyStore
+from .metrics import Metrics
 from .streams import StreamRegistry
 from .systemd import Notifier, listen_fds, watchdog, watchdog_interval
 
@@ -40,6 +42,7 @@ _RESTART_ONLY = (
     "keyring_backend",
     "keyring_credential",
     "admin_group",
+    "metrics",
 )
 
 
@@ -54,6 +57,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()  # keep references: the loop's are weak
         self.store: KeyStore | None = None
         self.gateway: Gateway | None = None
+        self.metrics: Metrics | None = None
         self.audit: Audit | None = None
         self.streams = StreamRegistry()
         self._reload_lock = asyncio.Lock()
@@ -82,8 +86,10 @@ class Daemon:
             return e.exit_code
         self.audit = Audit(cfg.audit_file, cfg.audit_log)
         self.gateway = Gateway(cfg, self.store, self.audit, self.streams)
+        self.metrics = observe.attach(self.gateway)
         try:
             bound = await self._bind()
+            bound += await self._bind_metrics()
         except (OSError, AuthdError) as e:
             log.error("cannot listen: %s", getattr(e, "message", e))
             await self._cleanup_runners()
@@ -225,6 +231,19 @@ class Daemon:
             bound.append(str(lst))
         return bound
 
+    async def _bind_metrics(self) -> list[str]:
+        """The [metrics] listener, if configured; stopped and cleaned up with the others."""
+        m = self.cfg.metrics
+        if m.listen is None:
+            return []
+        assert self.metrics is not None and self.gateway is not None
+        ssl_ctx = tlsmod.server_context(m.tls, "[metrics]") if m.tls is not None else None
+        runner, _ = await observe.start_listener(
+            self.metrics, self.gateway, m.listen.host, m.listen.port, ssl_ctx
+        )
+        self.runners.append(runner)
+        return [f"metrics {'https' if ssl_ctx else 'http'}://{m.listen}/metrics"]
+
     def _status_line(self) -> str:
         assert self.store is not None and self.gateway is not None
         c = self.store.counts()
@@ -262,6 +281,12 @@ class Daemon:
         }
 
     async def reload(self) -> dict[str, Any]:
+        result = await self._reload()
+        if self.metrics is not None:
+            self.metrics.observe_reload(bool(result.get("reloaded")))
+        return result
+
+    async def _reload(self) -> dict[str, Any]:
         """SIGHUP / authctl reload: re-read and validate the whole config; apply only if valid.
 
         Streams in flight are not touched: the listeners stay, only limits, timeouts,

@@ -13,7 +13,7 @@ each registering on the root group when imported here.
 
 from __future__ import annotations
 
-from . import admin, keys  # noqa: F401  (importing registers the commands)
+from . import admin, keys, observe  # noqa: F401  (importing registers the commands)
 from .group import cli
 
 __all__ = ["cli", "main"]

@@ -106,7 +106,7 @@ class OwnEndpoints:
 
     async def ready(self) -> bool:
         gw = self.gateway
-        if gw.store.loaded_at <= 0:
+        if not gw.store.loaded:
             return False
         probes = await asyncio.gather(*(self.probe.check(u.url) for u in gw.cfg.upstreams))
         return all(p.up for p in probes)
