@@ -102,7 +102,8 @@ def audit(
                 _follow_file(state, file_, auditlog.end_cursor(file_), flt)
             return
         body = {"key": key, "since": since, "status": status, "limit": limit}
-        doc = state.client.request("POST", "/v1/audit", {k: v for k, v in body.items() if v})
+        sent = {k: v for k, v in body.items() if v is not None}
+        doc = state.client.request("POST", "/v1/audit", sent)
         _emit(state, doc.get("records", []))
         if follow:
             path = Path(str(doc.get("file")))
@@ -132,7 +133,7 @@ def _follow_file(state: State, path: Path, cursor: Any, flt: Any) -> None:
 
 
 def _follow_socket(state: State, body: dict[str, Any], cursor: dict[str, Any]) -> None:
-    query = {k: v for k, v in body.items() if v and k != "limit"}
+    query = {k: v for k, v in body.items() if v is not None and k != "limit"}
     query.pop("since", None)  # everything from here on is newer anyway
     while True:
         doc = state.client.request(
