@@ -174,6 +174,10 @@ class Metrics:
         )
         self._auth_reason = _Bounded()
         self._limit_reason = _Bounded()
+        # labels() builds and checks a tuple and takes a lock on every call; the children
+        # it returns are kept here (bounded like the labels themselves).
+        self._req: dict[tuple[str, int, str], Any] = {}
+        self._dur: dict[str, tuple[Any, Any]] = {}
 
     # ---- feeding ---------------------------------------------------------------------------
 
@@ -186,10 +190,17 @@ class Metrics:
         """One request, from its audit record (``key`` is a key-table name or None)."""
         key = rec.get("key") or ""
         status = rec.get("status") or 0
-        self.requests.labels(group, status_class(status), key).inc()
-        self.duration.labels(group).observe((rec.get("duration_ms") or 0.0) / 1000)
+        counter = self._req.get((group, status, key))
+        if counter is None:
+            counter = self.requests.labels(group, status_class(status), key)
+            self._req[(group, status, key)] = counter
+        counter.inc()
+        hist = self._dur.get(group)
+        if hist is None:
+            hist = self._dur[group] = (self.duration.labels(group), self.ttfb.labels(group))
+        hist[0].observe((rec.get("duration_ms") or 0.0) / 1000)
         if first_byte_s is not None:
-            self.ttfb.labels(group).observe(first_byte_s)
+            hist[1].observe(first_byte_s)
         outcome = rec.get("outcome")
         reason = rec.get("reason")
         if outcome == "unauthenticated" or (status == 400 and reason == "malformed_credentials"):
