@@ -151,6 +151,17 @@ def check_listeners(cfg: Config) -> list[Check]:
             )
         else:
             out.append(Check(name, OK, message))
+    m = cfg.metrics
+    if m.listen is not None:
+        name = f"metrics {m.listen}"
+        where = "loopback" if m.listen.is_loopback else "BEYOND LOOPBACK"
+        how = "plain HTTP" if m.tls is None else "TLS"
+        if m.tls is not None and m.tls.client_cert != "off":
+            how += ", client certificates required"
+        if not m.listen.is_loopback and m.tls is None:
+            out.append(Check(name, FAIL, f"{where}, {how}", "add tls_cert and tls_key"))
+        else:
+            out.append(Check(name, OK, f"{where}, {how} (metrics name keys and clients)"))
     return out
 
 

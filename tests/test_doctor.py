@@ -148,6 +148,9 @@ def test_listeners(tmp_path: Path) -> None:
     )  # fmt: skip
     checks = doctor.check_listeners(cfg)
     assert [c.status for c in checks] == ["ok", "warn", "ok"]
+    with_metrics = config.build({"metrics": {"listen": "127.0.0.1:9464"}}, "<t>")
+    [*_, metrics] = doctor.check_listeners(with_metrics)
+    assert (metrics.name, metrics.status) == ("metrics 127.0.0.1:9464", "ok")
     assert checks[0].message == "loopback, plain HTTP, Basic on"
     assert checks[2].message == ("BEYOND LOOPBACK, TLS, client certificates required, Basic off")
 
