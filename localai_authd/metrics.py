@@ -81,6 +81,10 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx" if 100 <= status <= 599 else "none"
 
 
+def _count(v: object) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
 class _Bounded:
     """A label value from our own stable reason strings, with a ceiling on how many."""
 
@@ -205,8 +209,13 @@ class Metrics:
         reason = rec.get("reason")
         if outcome == "unauthenticated" or (status == 400 and reason == "malformed_credentials"):
             self.auth_failures.labels(self._auth_reason(reason)).inc()
-        elif status == 429 or outcome == "limited":
-            self.limit_rejections.labels(self._limit_reason(reason)).inc()
+        elif status == 429:
+            limit = reason.removeprefix("limit:") if isinstance(reason, str) else reason
+            self.limit_rejections.labels(self._limit_reason(limit)).inc()
+        # Token counts, where the gateway counted them (the record's tokens_in/tokens_out).
+        tin, tout = _count(rec.get("tokens_in")), _count(rec.get("tokens_out"))
+        if tin or tout:
+            self.observe_tokens(key, tin, tout)
 
     def observe_tokens(self, key: str, tokens_in: int, tokens_out: int) -> None:
         """Tokens a request used (fed by token counting, where the body is seen)."""

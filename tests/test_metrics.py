@@ -74,3 +74,16 @@ def test_build_info_and_reloads() -> None:
     assert s[("localai_authd_reloads_total", (("outcome", "applied"),))] == 1
     assert s[("localai_authd_reloads_total", (("outcome", "refused"),))] == 2
     assert any(n == "localai_authd_build_info" for n, _ in s)
+
+
+def test_limits_and_tokens_from_the_record() -> None:
+    m = Metrics()
+    m.observe_record(
+        {"status": 429, "outcome": "rate_limited", "reason": "limit:tokens_per_minute"}, "chat"
+    )
+    m.observe_record({"status": 200, "key": "k", "tokens_in": 12, "tokens_out": 30}, "chat")
+    m.observe_record({"status": 200, "key": "k", "tokens_in": True}, "chat")  # not a count
+    s = _samples(m)
+    assert s[("localai_authd_limit_rejections_total", (("limit", "tokens_per_minute"),))] == 1
+    assert s[("localai_authd_tokens_total", (("direction", "in"), ("key", "k")))] == 12
+    assert s[("localai_authd_tokens_total", (("direction", "out"), ("key", "k")))] == 30
