@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import auditlog
 from ..durations import parse_duration
 from ..errors import UsageError
-
-if TYPE_CHECKING:
-    from .handlers import Call, Result
+from .context import ControlContext
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10000
@@ -28,7 +27,18 @@ POLL = 0.25
 FIELDS = frozenset({"key", "since", "status", "limit", "cursor", "wait"})
 
 
-def _filter(body: dict[str, Any] | Any, peer_uid: int) -> auditlog.Filter:
+class Call(Protocol):
+    """What this operation reads of handlers.Call (named here: handlers imports this module)."""
+
+    @property
+    def ctx(self) -> ControlContext: ...
+    @property
+    def peer_uid(self) -> int: ...
+    @property
+    def body(self) -> Mapping[str, Any]: ...
+
+
+def _filter(body: Mapping[str, Any], peer_uid: int) -> auditlog.Filter:
     key, since, status = body.get("key"), body.get("since"), body.get("status")
     if key is not None and not isinstance(key, str):
         raise UsageError("field 'key' must be a string")
@@ -54,14 +64,14 @@ def _filter(body: dict[str, Any] | Any, peer_uid: int) -> auditlog.Filter:
         raise UsageError(f"field 'status': {e}") from e
 
 
-def _number(body: dict[str, Any] | Any, field: str, default: float, top: float) -> float:
+def _number(body: Mapping[str, Any], field: str, default: float, top: float) -> float:
     v = body.get(field, default)
     if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= top:
         raise UsageError(f"field {field!r} must be a number from 0 to {top:g}")
     return float(v)
 
 
-async def read_audit(call: Call) -> Result:
+async def read_audit(call: Call) -> tuple[int, dict[str, Any]]:
     path = call.ctx.audit.path
     if path is None:
         raise UsageError('the daemon keeps no audit file ([audit] file = "-"): see its journal')

@@ -226,7 +226,7 @@ class Gateway:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = self._ctx(request)
         if request.raw_path.startswith(OWN_PREFIX) and not ctx.expect_done:
-            own = await self.own.respond(request, ctx)
+            own = await self.own.respond(request, ctx, request.app[LISTENER])
             if own is not None:
                 if ctx.special:  # forward-auth decisions are audited; health probes are not
                     self._audit(request, ctx)

@@ -21,17 +21,41 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
+from ..config import Config
 from ..errors import AuthdError
+from ..keys.model import Identity
+from ..keys.store import KeyStore
 from . import policy, routes, target
 from .errors import Refusal, render
-from .identify import authenticate
+from .forward import Outcome
+from .identify import Principal, authenticate
 
-if TYPE_CHECKING:
-    from .app import Ctx, Gateway
+
+class Gateway(Protocol):
+    """What forward-auth reads of the gateway (app.Gateway; not imported: app imports us)."""
+
+    cfg: Config
+    store: KeyStore
+
+
+class Ctx(Protocol):
+    """The fields of app.Ctx that forward-auth fills in for the audit record."""
+
+    request_id: str
+    dialect: str
+    path: str
+    method: str
+    principal: Principal | None
+    identity: Identity | None
+    route: routes.Route | None
+    upstream: int
+    out: Outcome
+    special: str
+
 
 log = logging.getLogger("localai_authd.gateway")
 VERIFY_PATH = "/localai-authd/verify"
@@ -64,7 +88,7 @@ def original(request: web.Request) -> tuple[str, str]:
     return method, uri
 
 
-def decide(gw: Gateway, request: web.Request, ctx: Ctx) -> None:
+def decide(gw: Gateway, request: web.Request, ctx: Ctx, listener_index: int) -> None:
     """Fill ``ctx`` (identity, route) for the original request; raise Refusal to deny."""
     method, uri = original(request)
     ctx.method = method
@@ -73,10 +97,8 @@ def decide(gw: Gateway, request: web.Request, ctx: Ctx) -> None:
     except target.BadTarget as e:
         raise Refusal(403, e.reason, e.message) from None
     ctx.dialect, ctx.path = tgt.dialect, tgt.path
-    from .app import LISTENER  # at call time: app imports this module
-
     cfg = gw.cfg
-    listener = cfg.listen[min(request.app[LISTENER], len(cfg.listen) - 1)]
+    listener = cfg.listen[min(listener_index, len(cfg.listen) - 1)]
     ctx.principal = authenticate(request, listener, cfg, gw.store)
     ident = ctx.identity = ctx.principal.identity
     picked = routes.select_upstream(tgt.path, tuple(u.prefix for u in cfg.upstreams))
@@ -103,9 +125,11 @@ def decide(gw: Gateway, request: web.Request, ctx: Ctx) -> None:
         )
 
 
-async def verify(gw: Gateway, request: web.Request, ctx: Ctx) -> web.StreamResponse:
+async def verify(
+    gw: Gateway, request: web.Request, ctx: Ctx, listener_index: int
+) -> web.StreamResponse:
     try:
-        decide(gw, request, ctx)
+        decide(gw, request, ctx, listener_index)
     except Refusal as r:
         return _deny(ctx, r)
     except AuthdError as e:  # could not decide (keyring): closed, and said in the journal

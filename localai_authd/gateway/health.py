@@ -20,16 +20,12 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from .errors import SERVER
-from .forward_auth import VERIFY_PATH, verify
-
-if TYPE_CHECKING:
-    from .app import Ctx, Gateway
+from .forward_auth import VERIFY_PATH, Ctx, Gateway, verify
 
 OWN_PREFIX = "/localai-authd/"
 HEALTH_PATH = "/localai-authd/health"
@@ -111,12 +107,15 @@ class OwnEndpoints:
         probes = await asyncio.gather(*(self.probe.check(u.url) for u in gw.cfg.upstreams))
         return all(p.up for p in probes)
 
-    async def respond(self, request: web.Request, ctx: Ctx) -> web.StreamResponse | None:
-        """The answer for one of our paths, or None: not ours, the pipeline goes on."""
+    async def respond(
+        self, request: web.Request, ctx: Ctx, listener_index: int
+    ) -> web.StreamResponse | None:
+        """The answer for one of our paths, or None: not ours, the pipeline goes on.
+        ``ctx.special`` is set when the request is one to audit (forward-auth)."""
         path = request.raw_path
         if path == VERIFY_PATH or path.startswith(VERIFY_PATH + "?"):
             ctx.special = "verify"
-            return await verify(self.gateway, request, ctx)
+            return await verify(self.gateway, request, ctx, listener_index)
         if request.method not in ("GET", "HEAD"):
             return None
         head = request.method == "HEAD"
