@@ -362,7 +362,10 @@ class Gateway:
             "reason": ctx.out.reason,
         }
         for hook in self.record_hooks:
-            hook(rec, ctx)
+            try:
+                hook(rec, ctx)
+            except Exception:  # a bug in a metrics hook must not cost the audit record
+                log.exception("record hook %r failed", hook)
         self.audit.write(rec)
 
 

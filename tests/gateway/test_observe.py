@@ -223,3 +223,16 @@ async def test_other_own_paths_still_need_a_key(gw: GW, http: aiohttp.ClientSess
     async with http.get(f"{gw.url}/localai-authd/health?x=1") as r:
         assert r.status == 401
     assert len(gw.audit()) == 2
+
+
+async def test_a_failing_record_hook_costs_no_audit_record(
+    gw: GW, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(rec: dict[str, object], ctx: object) -> None:
+        raise RuntimeError("bug")
+
+    gw.gateway.record_hooks.append(broken)
+    async with http.get(f"{gw.url}/api/tags") as r:
+        assert r.status == 401
+    assert [x["status"] for x in gw.audit()] == [401]
+    assert "record hook" in caplog.text
