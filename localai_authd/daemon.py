@@ -86,7 +86,8 @@ class Daemon:
             return e.exit_code
         self.audit = Audit(cfg.audit_file, cfg.audit_log)
         self.gateway = Gateway(cfg, self.store, self.audit, self.streams)
-        self.metrics = observe.attach(self.gateway)
+        # Counted only when someone can read them ([metrics] needs a restart to change).
+        self.metrics = observe.attach(self.gateway) if cfg.metrics.listen else None
         try:
             bound = await self._bind()
             bound += await self._bind_metrics()
