@@ -17,13 +17,14 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import configschema as conv
 from .configlisten import DEFAULT_LISTENERS, TLS, Listener, listeners
+from .configmetrics import Metrics, metrics
 from .configschema import (
     ARRAY_SECTIONS,
     SCHEMA,
@@ -47,6 +48,7 @@ __all__ = [
     "Draft",
     "ListenAddress",
     "Listener",
+    "Metrics",
     "Tokens",
     "Upstream",
     "build",
@@ -97,6 +99,7 @@ class Config:
     log_level: str = "info"
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     connections: ConnectionsConfig = dataclasses.field(default_factory=ConnectionsConfig)
+    metrics: Metrics = field(default_factory=Metrics)
     source: str = "<defaults>"
 
 
@@ -224,6 +227,7 @@ SECTIONS: dict[str, SectionValidator] = {
     "log": _log,
     "limits": limits_section,
     "connections": connections_section,
+    "metrics": metrics,
 }
 
 

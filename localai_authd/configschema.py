@@ -267,6 +267,12 @@ SCHEMA: dict[str, dict[str, Converter]] = {
     "log": {"level": log_level},
     "limits": LIMITS_SCHEMA,
     "connections": CONNECTIONS_SCHEMA,
+    "metrics": {
+        "listen": parse_listen,
+        "tls_cert": secret_file,
+        "tls_key": secret_file,
+        "client_ca": path,
+    },
 }
 ARRAY_SECTIONS = ("listener", "upstream")  # [[listener]] and [[upstream]] may repeat
 

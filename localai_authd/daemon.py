@@ -24,10 +24,12 @@ from . import __version__, config, preflight
 from .audit import Audit
 from .control.context import ControlContext
 from .errors import EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, AuthdError, ConfigError
+from .gateway import observe
 from .gateway import tls as tlsmod
 from .gateway.app import Gateway, install_log_scrubber
 from .gateway.connections import ConnectionGuard, GuardedRunner
 from .keys.store import KeyStore
+from .metrics import Metrics
 from .streams import StreamRegistry
 from .systemd import Notifier, listen_fds, watchdog, watchdog_interval
 from .usage import UsageStore
@@ -41,6 +43,7 @@ _RESTART_ONLY = (
     "keyring_backend",
     "keyring_credential",
     "admin_group",
+    "metrics",
 )
 
 
@@ -55,6 +58,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()  # keep references: the loop's are weak
         self.store: KeyStore | None = None
         self.gateway: Gateway | None = None
+        self.metrics: Metrics | None = None
         self.audit: Audit | None = None
         self.streams = StreamRegistry()
         self._reload_lock = asyncio.Lock()
@@ -88,8 +92,11 @@ class Daemon:
         await asyncio.to_thread(usage.load)
         self.gateway.record_hooks.append(usage.record)
         usage.start()
+        # Counted only when someone can read them ([metrics] needs a restart to change).
+        self.metrics = observe.attach(self.gateway) if cfg.metrics.listen else None
         try:
             bound = await self._bind()
+            bound += await self._bind_metrics()
         except (OSError, AuthdError) as e:
             log.error("cannot listen: %s", getattr(e, "message", e))
             await self._cleanup_runners()
@@ -234,6 +241,19 @@ class Daemon:
             bound.append(str(lst))
         return bound
 
+    async def _bind_metrics(self) -> list[str]:
+        """The [metrics] listener, if configured; stopped and cleaned up with the others."""
+        m = self.cfg.metrics
+        if m.listen is None:
+            return []
+        assert self.metrics is not None and self.gateway is not None
+        ssl_ctx = tlsmod.server_context(m.tls, "[metrics]") if m.tls is not None else None
+        runner, _ = await observe.start_listener(
+            self.metrics, self.gateway, m.listen.host, m.listen.port, ssl_ctx
+        )
+        self.runners.append(runner)
+        return [f"metrics {'https' if ssl_ctx else 'http'}://{m.listen}/metrics"]
+
     def _status_line(self) -> str:
         assert self.store is not None and self.gateway is not None
         c = self.store.counts()
@@ -271,6 +291,12 @@ class Daemon:
         }
 
     async def reload(self) -> dict[str, Any]:
+        result = await self._reload()
+        if self.metrics is not None:
+            self.metrics.observe_reload(bool(result.get("reloaded")))
+        return result
+
+    async def _reload(self) -> dict[str, Any]:
         """SIGHUP / authctl reload: re-read and validate the whole config; apply only if valid.
 
         Streams in flight are not touched: the listeners stay, only limits, timeouts,

@@ -13,7 +13,7 @@ each registering on the root group when imported here (``usage``: authctl usage)
 
 from __future__ import annotations
 
-from . import admin, keys, usage  # noqa: F401  (importing registers the commands)
+from . import admin, keys, observe, usage  # noqa: F401  (importing registers the commands)
 from .group import cli
 
 __all__ = ["cli", "main"]

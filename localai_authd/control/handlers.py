@@ -19,6 +19,8 @@ from ..durations import parse_duration
 from ..errors import MethodNotAllowed, UnknownField, UnknownOperation, UsageError
 from ..keys.model import DEFAULT_SCOPES, check_name
 from . import usage_ops
+from .audit_ops import FIELDS as AUDIT_FIELDS
+from .audit_ops import read_audit
 from .context import ControlContext
 
 Result = tuple[int, dict[str, Any]]
@@ -257,6 +259,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("reload", "POST", "/v1/reload", frozenset(), reload),
     Operation("usage", "GET", "/v1/usage", frozenset({"name", "since"}), usage_ops.usage),
+    Operation("audit", "POST", "/v1/audit", AUDIT_FIELDS, read_audit),
 )
 _COMPILED = tuple((op, op.pattern) for op in OPERATIONS)
 

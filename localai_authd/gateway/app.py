@@ -28,6 +28,7 @@ from .admission import Admission, reserialize
 from .caps import json_object
 from .errors import Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
+from .health import OWN_PREFIX, OwnEndpoints
 from .identify import Principal, authenticate
 from .limits import TOKEN_PATHS, Effective, check_streams
 from .token_endpoint import exchange_token
@@ -52,7 +53,8 @@ class Ctx:
     path: str = ""
     identity: Identity | None = None
     principal: Principal | None = None
-    special: str = ""  # "token": our own token endpoint, not an upstream route
+    special: str = ""  # "token": our own token endpoint, not an upstream route; "verify"
+    method: str = ""  # forward-auth: the original request's method (else the request's own)
     route: routes.Route | None = None
     upstream: int = 0
     forward_target: str = ""
@@ -103,6 +105,7 @@ class Gateway:
         self.in_flight = 0
         self.idle = asyncio.Event()  # set while no request is in flight (for the drain)
         self.idle.set()
+        self.own = OwnEndpoints(self)  # health, ready, forward-auth: before authentication
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -240,6 +243,12 @@ class Gateway:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = self._ctx(request)
+        if request.raw_path.startswith(OWN_PREFIX) and not ctx.expect_done:
+            own = await self.own.respond(request, ctx, request.app[LISTENER])
+            if own is not None:
+                if ctx.special:  # forward-auth decisions are audited; health probes are not
+                    self._audit(request, ctx)
+                return own
         task = asyncio.current_task()
         kid = None
         try:
@@ -373,7 +382,7 @@ class Gateway:
             "key": ident.name if ident else None,
             "auth": ctx.principal.method if ctx.principal else None,
             "client": request.remote,
-            "method": request.method,
+            "method": ctx.method or request.method,
             "path": ctx.path or None,
             "model": ctx.models[0] if ctx.models else None,
             "status": ctx.out.status,

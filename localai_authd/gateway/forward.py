@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ class Outcome:
     outcome: RequestOutcome = "ok"
     reason: str = "ok"
     meter: TokenMeter | None = None  # fed the answer's bytes as they pass (token counting)
+    first_byte: float = 0.0  # time.monotonic() when the upstream's answer began (metrics)
 
 
 async def stream_body(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
@@ -199,6 +201,7 @@ async def _relay(
     headers = [("Server", SERVER), *hdrs.to_client(up.headers.items())]
     length = up.content_length
     out.status = up.status
+    out.first_byte = time.monotonic()
     content = up.content
     meter = out.meter
     if meter is not None:

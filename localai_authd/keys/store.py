@@ -81,6 +81,11 @@ class KeyStore(TokenMixin, UpstreamKeysMixin):
     def backend_name(self) -> str:
         return self._vault.backend_name
 
+    @property
+    def loaded(self) -> bool:
+        """The pepper and key table came from the keyring (readiness: /localai-authd/ready)."""
+        return bool(self._pepper)
+
     # ---- loading -------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -31,6 +31,9 @@ JSON_CASES: dict[str, tuple[list[list[str]], list[str]]] = {
     "upstream-key delete": ([["upstream-key", "set", "u{n}"]], ["upstream-key", "delete", "u{n}"]),
     "upstream-key list": ([], ["upstream-key", "list"]),
     "usage": ([], ["usage", "--since", "1d"]),
+    # --json prints JSON Lines; one record (the same one each time) is one JSON object
+    "audit": ([], ["audit", "--key", "base", "--status", "2xx", "--limit", "1"]),
+    "doctor": ([], ["doctor"]),
 }
 STDIN = "a-secret-read-from-stdin-{n}\n"
 

@@ -41,6 +41,7 @@ def test_every_action_is_routed_once() -> None:
         "token", "bind-cert", "unbind-cert", "rotate-signing-secret",
         "upstream-key-list", "upstream-key-set", "upstream-key-delete",
         "usage",
+        "audit",
     }  # fmt: skip
 
 
