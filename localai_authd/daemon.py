@@ -40,6 +40,7 @@ class Daemon:
         self.notifier = Notifier()
         self.started = time.time()
         self.stop_event = asyncio.Event()
+        self.hurry = asyncio.Event()  # a second SIGTERM/SIGINT: stop now, no more draining
         self._tasks: set[asyncio.Task[Any]] = set()  # keep references: the loop's are weak
         self.store: KeyStore | None = None
         self.gateway: Gateway | None = None
@@ -59,6 +60,19 @@ class Daemon:
         self._tasks.discard(t)
         if not t.cancelled() and t.exception() is not None:
             log.error("background task %s failed", t.get_name(), exc_info=t.exception())
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        if not self.stop_event.is_set():
+            self.stop_event.set()
+            return
+        if not self.hurry.is_set():
+            assert self.gateway is not None
+            log.warning(
+                "%s again while draining: stopping now, ending %d request(s) in flight",
+                sig.name,
+                self.gateway.in_flight,
+            )
+            self.hurry.set()
 
     async def run(self) -> int:
         cfg = self.cfg
@@ -119,8 +133,8 @@ class Daemon:
             return e.exit_code if isinstance(e, AuthdError) else EXIT_UNAVAILABLE
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
-        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
         counts = self.store.counts()
         log.info(
             "localai-authd %s serving on %s → %s; keyring %s; %d active keys; control %s",
@@ -169,12 +183,16 @@ class Daemon:
         await self.sites.stop_accepting()
         gw = self.gateway
         self.notifier.status(f"stopping: {gw.in_flight} request(s) draining")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(gw.idle.wait(), self.cfg.drain_timeout)
+        idle = asyncio.ensure_future(gw.idle.wait())
+        hurry = asyncio.ensure_future(self.hurry.wait())
+        await asyncio.wait(
+            (idle, hurry), timeout=self.cfg.drain_timeout, return_when="FIRST_COMPLETED"
+        )
+        idle.cancel()
+        hurry.cancel()
         if gw.in_flight:
-            log.warning(
-                "drain timeout: ending %d request(s) still in flight", self.streams.kill_all()
-            )
+            why = "second stop signal" if self.hurry.is_set() else "drain timeout"
+            log.warning("%s: ending %d request(s) still in flight", why, self.streams.kill_all())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(gw.idle.wait(), 5)
 
