@@ -143,7 +143,10 @@ class Audit:
                 error = e
             else:
                 if written != len(data):  # the disk filled up mid-record
-                    error = OSError(errno.ENOSPC, f"no space for the record ({written} bytes)")
+                    error = OSError(
+                        errno.ENOSPC,
+                        f"{os.strerror(errno.ENOSPC)}: {written} of {len(data)} bytes written",
+                    )
                     try:
                         os.ftruncate(fd, size)  # a record is whole or absent
                     except OSError:
