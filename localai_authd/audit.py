@@ -42,7 +42,7 @@ RequestOutcome = Literal[
 # ... and of a control-plane action.
 ControlOutcome = Literal["success", "failure"]
 # What json.dumps(..., separators=(",", ":"), ensure_ascii=True, default=str) builds on every
-# call, built once (issue 6: per-record allocations on the request path).
+# call, built once (bench/README.md: per-record allocations on the request path).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
 
 
@@ -89,7 +89,7 @@ class Audit:
         return not self.writable
 
     def _time(self, t: float) -> str:
-        """_iso(t), formatting each second once (issue 6: strftime per record)."""
+        """_iso(t), formatting each second once (bench/README.md: strftime per record)."""
         sec = int(t)
         last = self._second
         if last[0] != sec:
@@ -136,8 +136,7 @@ class Audit:
             data = (("\n" if self._torn else "") + line + "\n").encode()
             error: OSError | None = None
             try:
-                fd = self._linked_fd(self._fd)
-                size = os.fstat(fd).st_size
+                fd, size = self._linked_fd(self._fd)
                 written = os.write(fd, data)
             except OSError as e:
                 error = e
@@ -155,17 +154,19 @@ class Audit:
                     self._torn = False
         self._set_writable(error is None, error)
 
-    def _linked_fd(self, fd: int) -> int:
-        """A file removed while open swallows records without a trace: create it again
-        (renamed by logrotate is fine: the records still land in the renamed file)."""
-        if os.fstat(fd).st_nlink > 0:
-            return fd
+    def _linked_fd(self, fd: int) -> tuple[int, int]:
+        """The file to write to, and its size. A file removed while open swallows records
+        without a trace: create it again (renamed by logrotate is fine: the records still
+        land in the renamed file)."""
+        st = os.fstat(fd)
+        if st.st_nlink > 0:
+            return fd, st.st_size
         assert self.path is not None
         new = _open(self.path)  # raises: records cannot be written until it can be created
         os.close(fd)
         log.warning("audit file %s was removed; created it again", self.path)
         self._fd, self._torn = new, False
-        return new
+        return new, os.fstat(new).st_size
 
     def _set_writable(self, ok: bool, error: OSError | None) -> None:
         if ok == self.writable:
