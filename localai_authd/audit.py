@@ -57,7 +57,13 @@ def _open(path: Path) -> int:
 
 
 class Audit:
-    def __init__(self, path: Path | None, to_log: bool = True, required: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        to_log: bool = True,
+        required: bool = False,
+        check_interval: float = 1.0,
+    ) -> None:
         self.path = path
         self.to_log = to_log
         self.required = required
@@ -65,6 +71,10 @@ class Audit:
         self._lock = threading.Lock()
         self._fd: int | None = _open(path) if path is not None else None
         self._torn = False  # a partial line could not be cut off: end it before the next
+        # Whether the file is still there costs an fstat: per record when records are
+        # required, else at most once per check_interval seconds.
+        self.check_interval = check_interval
+        self._checked = time.monotonic()  # when the file was last seen still linked
         self._second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
 
     @property
@@ -136,37 +146,42 @@ class Audit:
             data = (("\n" if self._torn else "") + line + "\n").encode()
             error: OSError | None = None
             try:
-                fd, size = self._linked_fd(self._fd)
+                fd = self._fd
+                now = time.monotonic()
+                if self.required or now - self._checked >= self.check_interval:
+                    fd, self._checked = self._linked_fd(fd), now
                 written = os.write(fd, data)
-            except OSError as e:
-                error = e
-            else:
                 if written != len(data):  # the disk filled up mid-record
                     error = OSError(
                         errno.ENOSPC,
                         f"{os.strerror(errno.ENOSPC)}: {written} of {len(data)} bytes written",
                     )
-                    try:
-                        os.ftruncate(fd, size)  # a record is whole or absent
-                    except OSError:
-                        self._torn = True  # then at least end the partial line
+                    self._cut(fd, written)
                 else:
                     self._torn = False
+            except OSError as e:
+                error = e
         self._set_writable(error is None, error)
 
-    def _linked_fd(self, fd: int) -> tuple[int, int]:
-        """The file to write to, and its size. A file removed while open swallows records
-        without a trace: create it again (renamed by logrotate is fine: the records still
-        land in the renamed file)."""
-        st = os.fstat(fd)
-        if st.st_nlink > 0:
-            return fd, st.st_size
+    def _cut(self, fd: int, written: int) -> None:
+        """Take back the ``written`` bytes of a record cut short: a record is whole or absent."""
+        try:
+            os.ftruncate(fd, os.fstat(fd).st_size - written)
+        except OSError:
+            self._torn = True  # then at least end the partial line before the next record
+
+    def _linked_fd(self, fd: int) -> int:
+        """The file to write to. A file removed while open swallows records without a
+        trace: create it again (renamed by logrotate is fine: the records still land in the
+        renamed file)."""
+        if os.fstat(fd).st_nlink > 0:
+            return fd
         assert self.path is not None
         new = _open(self.path)  # raises: records cannot be written until it can be created
         os.close(fd)
         log.warning("audit file %s was removed; created it again", self.path)
         self._fd, self._torn = new, False
-        return new, os.fstat(new).st_size
+        return new
 
     def _set_writable(self, ok: bool, error: OSError | None) -> None:
         if ok == self.writable:

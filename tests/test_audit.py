@@ -81,7 +81,7 @@ def test_not_required_keeps_serving_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     logdir = tmp_path / "logs"
-    audit = Audit(logdir / "audit.jsonl", to_log=False, required=False)
+    audit = Audit(logdir / "audit.jsonl", to_log=False, required=False, check_interval=0)
     shutil.rmtree(logdir)
     logdir.write_text("x")
     with caplog.at_level(logging.WARNING, "localai_authd.audit"):
