@@ -10,6 +10,7 @@ change of that state is logged once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -120,7 +121,8 @@ class Audit:
                 self.path, self.to_log, self.required = path, to_log, required
                 self._torn = False
             if old is not None:
-                os.close(old)
+                with contextlib.suppress(OSError):  # a commit cannot fail
+                    os.close(old)
             self._set_writable(True, None)
 
         def abort() -> None:

@@ -237,19 +237,12 @@ class Daemon:
             self.notifier.reloading()
             log.info("reloading configuration from %s", self.config_path or "<defaults>")
             try:
-                new = await asyncio.to_thread(config.load, self.config_path, self.overrides)
-            except ConfigError as e:
-                return self._refused([f"{e.source}: {p}" for p in e.problems])
-            files = await asyncio.to_thread(reloading.read_files, self.cfg, new)
-            plan = reloading.plan(self.cfg, new, files, self.tls_files)
-            if plan.problems:
-                return self._refused(list(plan.problems))
-            try:
-                prepared = await asyncio.to_thread(self._prepare, plan)
+                plan, prepared = await self._plan_and_prepare()
             except ConfigError as e:
                 return self._refused(e.problems)
-            except OSError as e:
-                return self._refused([f"[audit] file: cannot open {plan.config.audit_file}: {e}"])
+            except Exception as e:  # systemd waits for READY=1 after RELOADING=1: always answer
+                log.exception("reload failed before anything was applied")
+                return self._refused([f"internal error: {type(e).__name__}: {e}"])
             reloading.commit_all(prepared)
             self.cfg, self.tls_files = plan.config, plan.files
             for k in plan.restart_needed:
@@ -268,6 +261,24 @@ class Daemon:
                 answer["keys"] = f"kept in memory: the keyring failed: {e.message}"
             self.notifier.ready(self._status_line() + "; configuration reloaded")
             return answer
+
+    async def _plan_and_prepare(self) -> tuple[reloading.Plan, list[reloading.Prepared]]:
+        """The new config read, planned and every part prepared; raises ConfigError with
+        every problem (nothing has changed then)."""
+        try:
+            new = await asyncio.to_thread(config.load, self.config_path, self.overrides)
+        except ConfigError as e:
+            raise ConfigError([f"{e.source}: {p}" for p in e.problems]) from None
+        files = await asyncio.to_thread(reloading.read_files, self.cfg, new)
+        plan = reloading.plan(self.cfg, new, files, self.tls_files)
+        if plan.problems:
+            raise ConfigError(list(plan.problems))
+        try:
+            return plan, await asyncio.to_thread(self._prepare, plan)
+        except OSError as e:
+            raise ConfigError(
+                [f"[audit] file: cannot open {plan.config.audit_file}: {e}"]
+            ) from None
 
     def _prepare(self, plan: reloading.Plan) -> list[reloading.Prepared]:
         """Build every part's new state (blocking: TLS files, the audit file). Raises
