@@ -99,7 +99,7 @@ async def test_a_full_disk_turns_requests_away_until_there_is_room(
     # The next record (a 503's own) is written; from then on requests are served.
     statuses = [await _status(d, key) for _ in range(2)]
     assert statuses[-1] == 200, statuses
-    log = await d.wait_log(AGAIN)
+    log = await d.wait_log(AGAIN, 30)
     assert log.count(REFUSING) == 1 and log.count(AGAIN) == 1
     assert "No space left on device" in log
     # No torn record: every line of the file is one whole JSON record (the last one, the
@@ -124,7 +124,7 @@ async def test_a_removed_audit_file_is_created_again_or_refused(
 
     audit.unlink()  # removed: created again, the record lands in the new file
     assert await _status(d, key) == 200
-    await d.wait_log("was removed; created it again")
+    await d.wait_log("was removed; created it again", 30)
     assert audit.exists()
 
     shutil.rmtree(logs)  # removed, and cannot be created: a file where its directory was
@@ -133,7 +133,7 @@ async def test_a_removed_audit_file_is_created_again_or_refused(
     logs.unlink()
     assert await _status(d, key) == 503  # its own record is the first one written again
     assert await _status(d, key) == 200
-    log = await d.wait_log(AGAIN)
+    log = await d.wait_log(AGAIN, 30)
     assert log.count(REFUSING) == 1 and log.count(AGAIN) == 1
 
 
@@ -155,5 +155,5 @@ async def test_not_required_keeps_serving_and_says_so_once(
         await asyncio.sleep(0.1)
     for _ in range(3):
         assert await _status(d, key) == 200
-    log = await d.wait_log("requests are still served")
+    log = await d.wait_log("requests are still served", 30)
     assert log.count("cannot write audit records") == 1

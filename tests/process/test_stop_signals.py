@@ -26,7 +26,13 @@ async def test_a_second_stop_signal_ends_the_drain_and_says_so(
     tmp_path: Path, upstream: FakeUpstream, first: signal.Signals, second: signal.Signals
 ) -> None:
     # An hour of drain: only the second signal can end this test in time.
-    d = Daemon(upstream.url, tmp_path / "state", config_text='[server]\ndrain_timeout = "1h"\n')
+    # No watchdog pings: they could fill the notify queue before STOPPING=1 arrives.
+    d = Daemon(
+        upstream.url,
+        tmp_path / "state",
+        env={"WATCHDOG_USEC": "0"},
+        config_text='[server]\ndrain_timeout = "1h"\n',
+    )
     try:
         await d.start()
         key = (await d.authctl_json("create", "k"))["key"]
@@ -41,8 +47,8 @@ async def test_a_second_stop_signal_ends_the_drain_and_says_so(
         ):
             await asyncio.wait_for(r.content.readany(), 10)
             d.send(first)
-            await d.wait_for("STOPPING=1", 10)
-            await d.wait_log("draining 1 request(s) for up to 3600s")
+            await d.wait_for("STOPPING=1", 30)
+            await d.wait_log("draining 1 request(s) for up to 3600s", 30)
             assert d.proc is not None and d.proc.returncode is None  # draining, not gone
             d.send(second)
             assert await asyncio.wait_for(d.proc.wait(), 30) == 0

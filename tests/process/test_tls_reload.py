@@ -148,7 +148,7 @@ async def _get(s: Setup, cert: tuple[Path, Path]) -> int | str:
 async def _reload(s: Setup) -> dict[str, object]:
     mark = len(s.d.messages)
     result: dict[str, object] = await s.d.authctl_json("reload")
-    await s.d.wait_for("READY=1", 10, after=mark)
+    await s.d.wait_for("READY=1", 30, after=mark)
     return result
 
 
@@ -236,10 +236,10 @@ async def test_a_reload_with_a_broken_key_changes_nothing_and_says_so(mtls: Setu
     mark = len(s.d.messages)
     code, _, err = await s.d.authctl("reload", check=False)
     assert code != 0 and "reload refused" in err and "tls_cert/tls_key" in err
-    await s.d.wait_for("STATUS=", 10, after=mark)
+    await s.d.wait_for("STATUS=", 30, after=mark)
     status = [m for m in s.d.messages[mark:] if m.startswith("STATUS=")][-1]
     assert "last reload refused, nothing changed" in status and "tls_cert/tls_key" in status
-    await s.d.wait_log("reload refused, nothing changed")
+    await s.d.wait_log("reload refused, nothing changed", 30)
     assert await _get(s, s.bob) == 200  # the CA change did not apply either
     assert await asyncio.to_thread(_server_serial, s.port) == serial
 
