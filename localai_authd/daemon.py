@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config, logsetup, preflight
+from . import __version__, config, logsetup, preflight, probe
 from . import reload as reloading
 from .audit import Audit
 from .control.context import ControlContext
@@ -203,7 +203,7 @@ class Daemon:
 
     async def status(self) -> dict[str, Any]:
         assert self.store is not None and self.gateway is not None
-        ups = await asyncio.gather(*(_probe(u.url) for u in self.cfg.upstreams))
+        ups = await asyncio.gather(*(probe.reachable(u.url) for u in self.cfg.upstreams))
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -312,22 +312,6 @@ class Daemon:
             f"{self._status_line()}; last reload refused, nothing changed: {problems[0]}"
         )
         return {"reloaded": False, "problems": problems}
-
-
-async def _probe(url: str) -> dict[str, Any]:
-    from urllib.parse import urlsplit
-
-    u = urlsplit(url)
-    port = u.port or (443 if u.scheme == "https" else 80)
-    try:
-        async with asyncio.timeout(2):
-            _, w = await asyncio.open_connection(u.hostname, port)
-        w.close()
-        with contextlib.suppress(OSError):
-            await w.wait_closed()
-        return {"reachable": True}
-    except (OSError, TimeoutError) as e:
-        return {"reachable": False, "detail": str(e) or type(e).__name__}
 
 
 def _parser() -> argparse.ArgumentParser:
