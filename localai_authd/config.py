@@ -96,6 +96,7 @@ class Config:
     keyring_credential: str = "localai-authd.keyring-key"
     audit_file: Path | None = None  # None: no file; see resolve_audit_file
     audit_log: bool = True
+    audit_required: bool = False  # refuse new requests (503) while records cannot be written
     log_level: str = "info"
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     connections: ConnectionsConfig = dataclasses.field(default_factory=ConnectionsConfig)
@@ -207,6 +208,7 @@ def _audit(d: Draft) -> dict[str, Any]:
     return {
         "audit_file": resolve_audit_file(t.get("file", ""), _state_dir(d)),
         "audit_log": t.get("log", True),
+        "audit_required": t.get("required", False),
     }
 
 

@@ -263,7 +263,7 @@ SCHEMA: dict[str, dict[str, Converter]] = {
     },
     "keyring": {"backend": keyring_backend, "credential": string},
     "state": {"dir": path},
-    "audit": {"file": string, "log": boolean},
+    "audit": {"file": string, "log": boolean, "required": boolean},
     "log": {"level": log_level},
     "limits": LIMITS_SCHEMA,
     "connections": CONNECTIONS_SCHEMA,

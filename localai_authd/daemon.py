@@ -5,46 +5,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
+import functools
 import gc
-import ipaddress
 import logging
 import os
 import signal
-import ssl
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
-from . import __version__, config, preflight
+from . import __version__, config, logsetup, preflight, probe
+from . import reload as reloading
 from .audit import Audit
 from .control.context import ControlContext
 from .errors import EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, AuthdError, ConfigError
 from .gateway import observe
 from .gateway import tls as tlsmod
-from .gateway.app import Gateway, install_log_scrubber
-from .gateway.connections import ConnectionGuard, GuardedRunner
+from .gateway.app import Gateway
+from .gateway.connections import ConnectionGuard
+from .gateway.sites import Sites
 from .keys.store import KeyStore
 from .metrics import Metrics
 from .streams import StreamRegistry
-from .systemd import Notifier, listen_fds, watchdog, watchdog_interval
+from .systemd import Notifier, watchdog, watchdog_interval
 from .usage import UsageStore
 
 log = logging.getLogger("localai_authd")
-# Changing these needs a restart: the sockets and the keyring are opened once.
-_RESTART_ONLY = (
-    "listen",
-    "control_socket",
-    "state_dir",
-    "keyring_backend",
-    "keyring_credential",
-    "admin_group",
-    "metrics",
-)
 
 
 class Daemon:
@@ -55,21 +43,40 @@ class Daemon:
         self.notifier = Notifier()
         self.started = time.time()
         self.stop_event = asyncio.Event()
+        self.hurry = asyncio.Event()  # a second SIGTERM/SIGINT: stop now, no more draining
         self._tasks: set[asyncio.Task[Any]] = set()  # keep references: the loop's are weak
         self.store: KeyStore | None = None
         self.gateway: Gateway | None = None
-        self.metrics: Metrics | None = None
         self.audit: Audit | None = None
         self.streams = StreamRegistry()
         self._reload_lock = asyncio.Lock()
-        self.runners: list[web.AppRunner] = []
         self.connections = ConnectionGuard(cfg.connections)  # shared by every listener
-        self.tls_contexts: dict[int, ssl.SSLContext] = {}
+        self.sites: Sites | None = None
+        self.metrics: Metrics | None = None
+        self.tls_files: reloading.Files = {}  # what the TLS files held at the last (re)load
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
+        t.add_done_callback(self._task_done)
+
+    def _task_done(self, t: asyncio.Task[Any]) -> None:
+        self._tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("background task %s failed", t.get_name(), exc_info=t.exception())
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        if not self.stop_event.is_set():
+            self.stop_event.set()
+            return
+        if not self.hurry.is_set():
+            assert self.gateway is not None
+            log.warning(
+                "%s again while draining: stopping now, ending %d request(s) in flight",
+                sig.name,
+                self.gateway.in_flight,
+            )
+            self.hurry.set()
 
     async def run(self) -> int:
         cfg = self.cfg
@@ -86,7 +93,11 @@ class Daemon:
             # Fail closed: no keyring, no service.
             log.error("cannot open the keyring: %s", e.message)
             return e.exit_code
-        self.audit = Audit(cfg.audit_file, cfg.audit_log)
+        try:
+            self.audit = Audit(cfg.audit_file, cfg.audit_log, cfg.audit_required)
+        except OSError as e:
+            log.error("cannot open the audit file %s: %s", cfg.audit_file, e)
+            return EXIT_UNAVAILABLE
         self.gateway = Gateway(cfg, self.store, self.audit, self.streams)
         usage = UsageStore(cfg.state_dir / "usage.json")
         await asyncio.to_thread(usage.load)
@@ -94,13 +105,15 @@ class Daemon:
         usage.start()
         # Counted only when someone can read them ([metrics] needs a restart to change).
         self.metrics = observe.attach(self.gateway) if cfg.metrics.listen else None
+        self.sites = Sites(self.gateway, self.connections)
         try:
-            bound = await self._bind()
+            bound = await self.sites.bind(cfg)
             bound += await self._bind_metrics()
         except (OSError, AuthdError) as e:
             log.error("cannot listen: %s", getattr(e, "message", e))
-            await self._cleanup_runners()
+            await self.sites.cleanup()
             return EXIT_UNAVAILABLE if isinstance(e, OSError) else EXIT_CONFIG
+        self.tls_files = await asyncio.to_thread(reloading.read_files, cfg)
         from .control.server import start_control_server
 
         ctx = ControlContext(
@@ -123,12 +136,12 @@ class Daemon:
                 cfg.control_socket,
                 getattr(e, "message", e),
             )
-            await self._cleanup_runners()
+            await self.sites.cleanup()
             return e.exit_code if isinstance(e, AuthdError) else EXIT_UNAVAILABLE
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
-        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
         counts = self.store.counts()
         log.info(
             "localai-authd %s serving on %s → %s; keyring %s; %d active keys; control %s",
@@ -162,7 +175,7 @@ class Daemon:
         )
         await control.close()
         await self._drain()
-        await self._cleanup_runners()
+        await self.sites.cleanup()
         await usage.stop()  # after the drain: the last requests are counted
         for t in list(self._tasks):
             t.cancel()
@@ -173,108 +186,31 @@ class Daemon:
 
     async def _drain(self) -> None:
         """Stop accepting, let requests in flight finish for up to drain_timeout, then cut."""
-        assert self.gateway is not None
-        for runner in self.runners:
-            for site in list(runner.sites):
-                await site.stop()
+        assert self.gateway is not None and self.sites is not None
+        await self.sites.stop_accepting()
         gw = self.gateway
         self.notifier.status(f"stopping: {gw.in_flight} request(s) draining")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(gw.idle.wait(), self.cfg.drain_timeout)
+        idle = asyncio.ensure_future(gw.idle.wait())
+        hurry = asyncio.ensure_future(self.hurry.wait())
+        await asyncio.wait(
+            (idle, hurry), timeout=self.cfg.drain_timeout, return_when="FIRST_COMPLETED"
+        )
+        idle.cancel()
+        hurry.cancel()
         if gw.in_flight:
-            log.warning(
-                "drain timeout: ending %d request(s) still in flight", self.streams.kill_all()
-            )
+            why = "second stop signal" if self.hurry.is_set() else "drain timeout"
+            log.warning("%s: ending %d request(s) still in flight", why, self.streams.kill_all())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(gw.idle.wait(), 5)
-
-    async def _cleanup_runners(self) -> None:
-        for runner in self.runners:
-            await runner.cleanup()
-        self.runners.clear()
-
-    def _runner(self, index: int) -> web.AppRunner:
-        assert self.gateway is not None
-        runner = GuardedRunner(
-            self.gateway.make_app(index),
-            self.connections,
-            handler_cancellation=True,  # a client that goes away cancels the upstream request
-            access_log=None,  # the audit trail is the access log
-            shutdown_timeout=5,  # our own drain (_drain) has run by then
-        )
-        self.runners.append(runner)
-        return runner
-
-    async def _bind(self) -> list[str]:
-        activated = listen_fds()
-        bound: list[str] = []
-        if activated:
-            # Socket activation: the sockets come from a .socket unit and follow the rules
-            # of the first listener; they must be loopback (no TLS on activated sockets).
-            runner = self._runner(0)
-            await runner.setup()
-            for s in activated:
-                host = s.getsockname()[0]
-                if not ipaddress.ip_address(host).is_loopback:
-                    raise ConfigError(
-                        [
-                            f"socket-activated listener {host} is not loopback: "
-                            "a listener beyond loopback needs TLS"
-                        ],
-                        "LISTEN_FDS",
-                    )
-                site: web.BaseSite = web.SockSite(runner, s)
-                await site.start()
-                bound.append(f"{site.name} (socket activation)")
-            return bound
-        for i, lst in enumerate(self.cfg.listen):
-            runner = self._runner(i)
-            await runner.setup()
-            ssl_ctx = None
-            if lst.tls is not None:
-                ssl_ctx = tlsmod.server_context(lst.tls, f"listener {lst.address}")
-                self.tls_contexts[i] = ssl_ctx
-            site = web.TCPSite(
-                runner, lst.host, lst.port, ssl_context=ssl_ctx, reuse_address=True, backlog=1024
-            )
-            await site.start()
-            bound.append(str(lst))
-        return bound
-
-    async def _bind_metrics(self) -> list[str]:
-        """The [metrics] listener, if configured; stopped and cleaned up with the others."""
-        m = self.cfg.metrics
-        if m.listen is None:
-            return []
-        assert self.metrics is not None and self.gateway is not None
-        ssl_ctx = tlsmod.server_context(m.tls, "[metrics]") if m.tls is not None else None
-        runner, _ = await observe.start_listener(
-            self.metrics, self.gateway, m.listen.host, m.listen.port, ssl_ctx
-        )
-        self.runners.append(runner)
-        return [f"metrics {'https' if ssl_ctx else 'http'}://{m.listen}/metrics"]
 
     def _status_line(self) -> str:
         assert self.store is not None and self.gateway is not None
         c = self.store.counts()
         return f"serving; {c['active']} active keys; {self.gateway.in_flight} requests in flight"
 
-    def _reload_tls(self, new: config.Config) -> None:
-        """Re-read certificates, keys, CAs and CRLs into the live contexts (new handshakes
-        use them; open connections keep theirs). All or nothing: check first, then apply."""
-        for i in self.tls_contexts:
-            lst = new.listen[i]
-            assert lst.tls is not None
-            tlsmod.server_context(lst.tls, f"listener {lst.address}")  # validates, throwaway
-        for i, ctx in self.tls_contexts.items():
-            tls = new.listen[i].tls
-            assert tls is not None
-            tlsmod.reload(ctx, tls, f"listener {new.listen[i].address}")
-            ctx.verify_mode = tlsmod.MODES[tls.client_cert]
-
     async def status(self) -> dict[str, Any]:
         assert self.store is not None and self.gateway is not None
-        ups = await asyncio.gather(*(_probe(u.url) for u in self.cfg.upstreams))
+        ups = await asyncio.gather(*(probe.reachable(u.url) for u in self.cfg.upstreams))
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -288,7 +224,25 @@ class Daemon:
             "keyring_backend": self.store.backend_name,
             "keys": self.store.counts(),
             "requests_in_flight": self.gateway.in_flight,
+            "audit": {
+                "file": str(self.cfg.audit_file) if self.cfg.audit_file else None,
+                "writable": self.audit.writable if self.audit else None,
+                "required": self.cfg.audit_required,
+            },
         }
+
+    async def _bind_metrics(self) -> list[str]:
+        """The [metrics] listener, if configured; stopped and cleaned up with the others."""
+        m = self.cfg.metrics
+        if m.listen is None:
+            return []
+        assert self.metrics is not None and self.gateway is not None and self.sites is not None
+        ssl_ctx = tlsmod.server_context(m.tls, "[metrics]") if m.tls is not None else None
+        runner, _ = await observe.start_listener(
+            self.metrics, self.gateway, m.listen.host, m.listen.port, ssl_ctx
+        )
+        self.sites.runners.append(runner)
+        return [f"metrics {'https' if ssl_ctx else 'http'}://{m.listen}/metrics"]
 
     async def reload(self) -> dict[str, Any]:
         result = await self._reload()
@@ -297,70 +251,93 @@ class Daemon:
         return result
 
     async def _reload(self) -> dict[str, Any]:
-        """SIGHUP / authctl reload: re-read and validate the whole config; apply only if valid.
+        """SIGHUP / authctl reload: re-read and validate the whole config, plan, prepare
+        every part, then commit all of them, or refuse and change nothing.
 
-        Streams in flight are not touched: the listeners stay, only limits, timeouts,
-        upstreams, audit and logging change (and the key table is re-read).
+        Streams in flight are not touched: the listening sockets stay; TLS contexts are
+        replaced by fresh ones for new handshakes; limits, timeouts, upstreams, audit and
+        logging change for the next request; the key table is re-read.
         """
         async with self._reload_lock:
             assert self.store is not None and self.gateway is not None and self.audit is not None
             self.notifier.reloading()
             log.info("reloading configuration from %s", self.config_path or "<defaults>")
             try:
-                new = await asyncio.to_thread(config.load, self.config_path, self.overrides)
+                plan, prepared = await self._plan_and_prepare()
             except ConfigError as e:
-                for p in e.problems:
-                    log.error("reload refused: %s: %s", e.source, p)
-                self.notifier.ready(self._status_line() + "; last reload refused (see log)")
-                return {"reloaded": False, "problems": e.problems}
-            kept = [k for k in _RESTART_ONLY if getattr(new, k) != getattr(self.cfg, k)]
-            if "listen" in kept and _sockets_of(new) == _sockets_of(self.cfg):
-                kept.remove("listen")  # same sockets: TLS files and listener rules apply now
-            if "listen" not in kept:
-                try:
-                    self._reload_tls(new)
-                except ConfigError as e:
-                    for p in e.problems:
-                        log.error("reload refused: %s", p)
-                    self.notifier.ready(self._status_line() + "; last reload refused (see log)")
-                    return {"reloaded": False, "problems": e.problems}
-            for k in kept:
+                return self._refused(e.problems)
+            except Exception as e:  # systemd waits for READY=1 after RELOADING=1: always answer
+                log.exception("reload failed before anything was applied")
+                return self._refused([f"internal error: {type(e).__name__}: {e}"])
+            reloading.commit_all(prepared)
+            self.cfg, self.tls_files = plan.config, plan.files
+            for k in plan.restart_needed:
                 log.warning("reload: %s changed; restart the daemon to apply it", k)
-            new = dataclasses.replace(new, **{k: getattr(self.cfg, k) for k in kept})
-            self.cfg = new
-            self.gateway.apply_config(new)
-            self.connections.configure(new.connections)
-            self.audit.to_log = new.audit_log
-            if self.audit.path != new.audit_file:
-                self.audit.path = new.audit_file
-            self.audit.reopen()
-            logging.getLogger().setLevel(new.log_level.upper())
+            log.info("reload applied: %s", ", ".join(plan.changes) or "no changes")
+            answer: dict[str, Any] = {
+                "reloaded": True,
+                "problems": [],
+                "changes": list(plan.changes),
+                "restart_needed_for": list(plan.restart_needed),
+            }
             try:
                 await self.store.load()
             except AuthdError as e:
                 log.error("reload: keeping the keys in memory; the keyring failed: %s", e.message)
-            self.notifier.ready(self._status_line())
-            return {"reloaded": True, "problems": [], "restart_needed_for": kept}
+                answer["keys"] = f"kept in memory: the keyring failed: {e.message}"
+            self.notifier.ready(self._status_line() + "; configuration reloaded")
+            return answer
 
+    async def _plan_and_prepare(self) -> tuple[reloading.Plan, list[reloading.Prepared]]:
+        """The new config read, planned and every part prepared; raises ConfigError with
+        every problem (nothing has changed then)."""
+        try:
+            new = await asyncio.to_thread(config.load, self.config_path, self.overrides)
+        except ConfigError as e:
+            raise ConfigError([f"{e.source}: {p}" for p in e.problems]) from None
+        files = await asyncio.to_thread(reloading.read_files, self.cfg, new)
+        plan = reloading.plan(self.cfg, new, files, self.tls_files)
+        if plan.problems:
+            raise ConfigError(list(plan.problems))
+        try:
+            return plan, await asyncio.to_thread(self._prepare, plan)
+        except OSError as e:
+            raise ConfigError(
+                [f"[audit] file: cannot open {plan.config.audit_file}: {e}"]
+            ) from None
 
-def _sockets_of(cfg: config.Config) -> list[tuple[str, bool]]:
-    return [(str(lst.address), lst.tls is not None) for lst in cfg.listen]
+    def _prepare(self, plan: reloading.Plan) -> list[reloading.Prepared]:
+        """Build every part's new state (blocking: TLS files, the audit file). Raises
+        ConfigError or OSError after undoing what it built."""
+        assert self.gateway is not None and self.audit is not None
+        cfg = plan.config
+        steps: list[Callable[[], reloading.Prepared]] = []
+        assert self.sites is not None
+        for i, holder in self.sites.tls.items():
+            tls = cfg.listen[i].tls
+            assert tls is not None  # TLS on or off is a socket change: restart only
+            steps.append(functools.partial(holder.prepare, tls))
+        steps += [
+            functools.partial(
+                self.audit.prepare, cfg.audit_file, cfg.audit_log, cfg.audit_required
+            ),
+            functools.partial(logsetup.prepare_level, cfg.log_level),
+            functools.partial(
+                reloading.Prepared, functools.partial(self.gateway.apply_config, cfg)
+            ),
+            functools.partial(
+                reloading.Prepared, functools.partial(self.connections.configure, cfg.connections)
+            ),
+        ]
+        return reloading.prepare_all(steps)
 
-
-async def _probe(url: str) -> dict[str, Any]:
-    from urllib.parse import urlsplit
-
-    u = urlsplit(url)
-    port = u.port or (443 if u.scheme == "https" else 80)
-    try:
-        async with asyncio.timeout(2):
-            _, w = await asyncio.open_connection(u.hostname, port)
-        w.close()
-        with contextlib.suppress(OSError):
-            await w.wait_closed()
-        return {"reachable": True}
-    except (OSError, TimeoutError) as e:
-        return {"reachable": False, "detail": str(e) or type(e).__name__}
+    def _refused(self, problems: list[str]) -> dict[str, Any]:
+        for p in problems:
+            log.error("reload refused, nothing changed: %s", p)
+        self.notifier.ready(
+            f"{self._status_line()}; last reload refused, nothing changed: {problems[0]}"
+        )
+        return {"reloaded": False, "problems": problems}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -392,14 +369,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(level: str) -> None:
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
-    install_log_scrubber()
-
-
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:
     """uvloop where it is installed (a pinned dependency): bench/README.md measured it
     cheaper per request and steadier between chunks than asyncio's own loop."""
@@ -426,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.check_config:
         return preflight.check(cfg)
-    _setup_logging(cfg.log_level)
+    logsetup.setup(cfg.log_level)
     try:
         return _run_loop(Daemon(cfg, args.config, overrides).run())
     except Exception:

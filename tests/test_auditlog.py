@@ -107,14 +107,14 @@ def test_follow_across_rotation_and_copytruncate(tmp_path: Path) -> None:
     # logrotate (create mode): rename, then the daemon reopens on SIGHUP
     live.rename(tmp_path / "audit.jsonl.1")
     audit.write({"kind": "request", "n": 5})  # still into the renamed file
-    audit.reopen()
+    audit.prepare(audit.path, audit.to_log, audit.required).commit()  # as a reload does
     audit.write({"kind": "request", "n": 6})
     got, cur = read_new(live, cur, Filter())
     assert [r["n"] for r in got] == [3, 4, 5, 6]
     # copytruncate: same inode, emptied
     audit.close()
     os.truncate(live, 0)
-    audit.reopen()
+    audit.prepare(audit.path, audit.to_log, audit.required).commit()  # as a reload does
     audit.write({"kind": "request", "n": 7})
     got, cur = read_new(live, cur, Filter())
     assert [r["n"] for r in got] == [7]

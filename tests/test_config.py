@@ -183,3 +183,12 @@ def test_a_section_validator_appends_to_the_shared_problem_list() -> None:
 def test_durations_are_finite_and_not_negative(value: float) -> None:
     with pytest.raises(ConfigError, match=r"\[server\] drain_timeout"):
         config.build({"server": {"drain_timeout": value}}, "x")
+
+
+def test_audit_required_is_checked_by_check_config(tmp_path: Path) -> None:
+    assert config.build({"audit": {"required": True}}, "x").audit_required
+    assert not config.build({}, "x").audit_required  # default: serve as before
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[audit]\nrequired = "yes"\n')
+    r = _daemon("--config", str(bad), "--check-config")
+    assert r.returncode == 78 and "[audit] required: expected true or false" in r.stderr

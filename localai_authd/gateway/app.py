@@ -161,6 +161,10 @@ class Gateway:
             raise Refusal(e.status, e.reason, e.message, "bad_request") from None
         ctx.dialect = tgt.dialect
         ctx.path = tgt.path
+        if self.audit.refusing:  # [audit] required: nothing is served unaudited
+            raise Refusal(
+                503, "audit_unavailable", "the audit trail cannot be written", "unavailable"
+            )
         listener = self.cfg.listen[min(request.app[LISTENER], len(self.cfg.listen) - 1)]
         ctx.principal = self.admission.authenticate(
             request.remote, lambda: authenticate(request, listener, self.cfg, self.store)

@@ -20,7 +20,7 @@ async def test_reads_filters_and_rotated_files(control: Control) -> None:
     with gzip.open(path.with_name("audit.jsonl.2.gz"), "wt") as f:
         f.write(json.dumps({"kind": "request", "key": "laptop", "status": 503, "n": 0}) + "\n")
     path.rename(path.with_name("audit.jsonl.1"))
-    audit.reopen()
+    audit.prepare(audit.path, audit.to_log, audit.required).commit()  # as a reload does
     audit.write({"kind": "request", "key": "laptop", "status": 404, "n": 3})
 
     r = await http(control.sock, "POST", "/v1/audit", {"key": "laptop"})
