@@ -265,6 +265,7 @@ class Daemon:
             try:
                 plan, prepared = await self._plan_and_prepare()
             except ConfigError as e:
+                self._reopen_audit()
                 return self._refused(e.problems)
             except Exception as e:  # systemd waits for READY=1 after RELOADING=1: always answer
                 log.exception("reload failed before anything was applied")
@@ -287,6 +288,16 @@ class Daemon:
                 answer["keys"] = f"kept in memory: the keyring failed: {e.message}"
             self.notifier.ready(self._status_line() + "; configuration reloaded")
             return answer
+
+    def _reopen_audit(self) -> None:
+        """A refused reload still reopens the audit file at the path in force: logrotate's
+        SIGHUP must not leave records going to the file it just moved aside (and will
+        compress), whatever the state of the config on disk."""
+        assert self.audit is not None
+        try:
+            self.audit.prepare(self.audit.path, self.audit.to_log, self.audit.required).commit()
+        except OSError as e:
+            log.error("reload: cannot reopen the audit file %s: %s", self.audit.path, e)
 
     async def _plan_and_prepare(self) -> tuple[reloading.Plan, list[reloading.Prepared]]:
         """The new config read, planned and every part prepared; raises ConfigError with

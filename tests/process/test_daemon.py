@@ -131,6 +131,36 @@ async def test_reload_applies_a_valid_config_and_refuses_a_bad_one(
         d.close()
 
 
+async def test_a_refused_reload_still_reopens_the_audit_file(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """logrotate moves the file aside and sends SIGHUP; a bad config on disk must not leave
+    the records going to the moved file."""
+    audit = tmp_path / "audit.jsonl"
+    d = Daemon(upstream.url, tmp_path / "state", config_text=f'[audit]\nfile = "{audit}"\n')
+    try:
+        await d.start()
+        key = (await d.authctl_json("create", "k"))["key"]
+        audit.rename(tmp_path / "audit.jsonl.1")
+        d.config_path.write_text(f'[audit]\nfile = "{audit}"\n[server]\nmax_body_bytes = -5\n')
+        code, _, err = await d.authctl("reload", check=False)
+        assert code != 0 and "max_body_bytes" in err
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(d.url + "/api/tags", headers=_h(key)) as r,
+        ):
+            assert r.status == 200
+        for _ in range(100):
+            if audit.exists() and '"path":"/api/tags"' in audit.read_text():
+                break
+            await asyncio.sleep(0.1)
+        assert '"path":"/api/tags"' in audit.read_text()
+        assert '"path":"/api/tags"' not in (tmp_path / "audit.jsonl.1").read_text()
+    finally:
+        await d.stop()
+        d.close()
+
+
 @pytest.mark.parametrize(
     "backend",
     [
