@@ -23,11 +23,11 @@ from ..keys.model import Identity
 from ..keys.store import KeyStore
 from ..streams import StreamRegistry
 from . import headers as hdrs
-from . import policy, routes, target
+from . import listing, policy, routes, target
 from .admission import Admission, reserialize
-from .caps import json_object
+from .body import BodyError, no_body_allowed, parse_object
 from .errors import Refusal, render
-from .forward import Outcome, forward, new_session, stream_body
+from .forward import Outcome, forward, new_session, open_upstream, stream_body
 from .health import OWN_PREFIX, OwnEndpoints
 from .identify import Principal, authenticate
 from .limits import TOKEN_PATHS, Effective, check_streams
@@ -59,7 +59,9 @@ class Ctx:
     upstream: int = 0
     forward_target: str = ""
     models: list[str] | None = None
-    doc: dict[str, Any] | None = None  # the JSON body the upstream will act on
+    # The parsed JSON body, exactly what the upstream will act on (body.py); None if the
+    # route takes no JSON body. Limits and token counting read it instead of parsing again.
+    doc: dict[str, Any] | None = None
     limits: Effective | None = None  # set once admitted
     tokens: Tokens | None = None
     bytes_in: int = 0
@@ -193,6 +195,13 @@ class Gateway:
                 decision.reason,
                 f"key {ctx.identity.name!r} may not use {upstream_path} ({decision.reason})",
             )
+        if no_body_allowed(request.method) and request.body_exists:
+            raise Refusal(
+                400,
+                "invalid_request:body_not_allowed",
+                f"a {request.method} request carries no body here",
+                "bad_request",
+            )
         if ctx.route.model_from == "path":
             ctx.models = policy.model_in_path(ctx.route, upstream_path)
         ctx.forward_target = target.encode(upstream_path, tgt.query)
@@ -274,14 +283,7 @@ class Gateway:
             self.in_flight += 1
             self.idle.clear()
             body = await self._body(request, ctx)
-            decision = policy.decide_models(ctx.identity.models, ctx.models)
-            if not decision.allowed:
-                raise Refusal(
-                    403,
-                    decision.reason,
-                    f"key {ctx.identity.name!r} may not use model "
-                    f"{(ctx.models or ['(none given)'])[0]!r}",
-                )
+            self._decide_models(ctx)
             if isinstance(body, bytes) and ctx.doc is not None and ctx.limits is not None:
                 capped = self.admission.cap(ctx.doc, ctx.limits)
                 if capped is not None:  # forward exactly what was checked
@@ -310,6 +312,8 @@ class Gateway:
                         "upstream_error",
                     )
                 fwd_headers.append(("Authorization", f"Bearer {up_key}"))
+            if ctx.route.model_from == "list" and ctx.identity.models and request.method == "GET":
+                return await self._listing(request, ctx, fwd_headers)
             resp = await forward(
                 self._session, request, up, ctx.forward_target, fwd_headers, body, ctx.out
             )
@@ -336,9 +340,56 @@ class Gateway:
                 ctx.tokens = self.admission.charge(kid, ctx.limits, meter, ctx.bytes_in)
             self._audit(request, ctx)
 
+    def _decide_models(self, ctx: Ctx) -> None:
+        assert ctx.identity is not None and ctx.route is not None
+        allowed, route = ctx.identity.models, ctx.route
+        if route.model_from == "body":
+            assert ctx.doc is not None
+            decision = policy.decide_body(allowed, route, ctx.doc)
+        elif route.model_from in ("path", "opaque"):
+            decision = policy.decide_models(allowed, ctx.models)
+        else:
+            return  # no model involved, or a listing filtered on the way back
+        if decision.allowed:
+            return
+        named = (ctx.models or ["(none given)"])[0]
+        if route.model_from == "path":
+            # As for a model that does not exist: a key does not learn what else is there.
+            raise Refusal(404, decision.reason, f"model {named!r} not found")
+        raise Refusal(
+            403, decision.reason, f"key {ctx.identity.name!r} may not use model {named!r}"
+        )
+
+    async def _listing(
+        self, request: web.Request, ctx: Ctx, fwd_headers: list[tuple[str, str]]
+    ) -> web.StreamResponse:
+        """A model list for a key limited to models: read whole, filtered, re-serialised."""
+        assert self._session is not None and ctx.identity is not None and ctx.route is not None
+        up = await open_upstream(
+            self._session,
+            request.method,
+            self.cfg.upstreams[ctx.upstream],
+            ctx.forward_target,
+            listing.identity_encoding(fwd_headers),
+            None,
+        )
+        try:
+            resp = await listing.relay_filtered(
+                up, listing.kind_of(ctx.route.pattern), ctx.identity.models
+            )
+        finally:
+            up.close()
+        ctx.out.status = resp.status
+        ctx.out.bytes_out = len(resp.body) if isinstance(resp.body, bytes) else 0
+        if resp.status >= 400:
+            ctx.out.outcome, ctx.out.reason = "upstream_status", f"upstream_{resp.status}"
+        return resp
+
     async def _body(self, request: web.Request, ctx: Ctx) -> bytes | AsyncIterator[bytes] | None:
         assert ctx.route is not None
         if not request.body_exists:
+            if ctx.route.model_from == "body":
+                self._inspect(b"", ctx)
             return None
         if ctx.route.upload:
             return stream_body(request.content, self.cfg.max_upload_bytes)
@@ -353,9 +404,19 @@ class Gateway:
             chunks.append(chunk)
         body = b"".join(chunks)
         if ctx.route.model_from == "body":
-            ctx.models = policy.models_in_body(body, ctx.route.pattern)
-            ctx.doc = json_object(body)
+            self._inspect(body, ctx)
         return body
+
+    @staticmethod
+    def _inspect(body: bytes, ctx: Ctx) -> None:
+        """Parse the body as the upstream will (body.py), or refuse it: 400, audited as a
+        bad request with the precise reason."""
+        assert ctx.route is not None
+        try:
+            ctx.doc = parse_object(body)
+            ctx.models = policy.models_in_body(ctx.route, ctx.doc)
+        except BodyError as e:
+            raise Refusal(400, f"invalid_request:{e.reason}", e.message, "bad_request") from None
 
     # ---- edges -------------------------------------------------------------------------------
 
