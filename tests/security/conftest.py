@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,25 +101,37 @@ class GoGW:
     go: GoUpstream
 
     def audit(self) -> list[dict[str, Any]]:
-        if not self.audit_path.exists():
-            return []
-        return [json.loads(x) for x in self.audit_path.read_text().splitlines()]
+        return read_audit(self.audit_path)
 
 
-@pytest.fixture
-async def go_gw(tmp_path: Path, store: KeyStore, go_upstream: GoUpstream) -> AsyncIterator[GoGW]:
-    audit_path = tmp_path / "audit.jsonl"
+@asynccontextmanager
+async def gateway_to(
+    upstream_url: str, store: KeyStore, audit_path: Path, **cfg: Any
+) -> AsyncIterator[str]:
+    """A gateway on 127.0.0.1 in front of ``upstream_url``; yields its URL."""
     audit = Audit(audit_path, to_log=False)
-    gateway = Gateway(
-        gateway_config(go_upstream.url, max_body_bytes=1 << 20), store, audit, StreamRegistry()
-    )
+    cfg.setdefault("max_body_bytes", 1 << 20)
+    gateway = Gateway(gateway_config(upstream_url, **cfg), store, audit, StreamRegistry())
     runner = GatewayRunner(gateway.make_app(0), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield GoGW(f"http://127.0.0.1:{port}", store, audit_path, go_upstream)
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
         audit.close()
+
+
+def read_audit(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+@pytest.fixture
+async def go_gw(tmp_path: Path, store: KeyStore, go_upstream: GoUpstream) -> AsyncIterator[GoGW]:
+    audit_path = tmp_path / "audit.jsonl"
+    async with gateway_to(go_upstream.url, store, audit_path) as url:
+        yield GoGW(url, store, audit_path, go_upstream)
