@@ -135,3 +135,15 @@ async def test_unlimited_keys_keep_the_fields_limited_keys_lose(go_gw: GoGW) -> 
     body = {"model": "x", "files": {"m.gguf": "sha256:" + "0" * 64}, "remote_host": ""}
     status, doc = await _send(go_gw, key, "POST", "/api/create", body)
     assert status == 200 and doc["files"] == 1
+
+
+async def test_go_listings_are_filtered(go_gw: GoGW) -> None:
+    key = (await go_gw.store.create("k", models=("llama3*",))).key
+    async with aiohttp.ClientSession() as http:
+        async with http.get(go_gw.url + "/api/tags", headers={"x-api-key": key}) as r:
+            assert [m["name"] for m in (await r.json())["models"]] == [
+                "llama3:latest",
+                "llama3.1:70b",
+            ]
+        async with http.get(go_gw.url + "/v1/models", headers={"x-api-key": key}) as r:
+            assert [m["id"] for m in (await r.json())["data"]] == ["llama3:latest", "llama3.1:70b"]
