@@ -137,8 +137,10 @@ def matches(ref: ModelRef, glob: str) -> bool:
     )
 
 
+@lru_cache(maxsize=4096)
 def allowed(name: str, globs: tuple[str, ...]) -> bool:
-    """Whether the model ``name`` matches one of ``globs``; False if it cannot be read."""
+    """Whether the model ``name`` matches one of ``globs``; False if it cannot be read.
+    Remembered: the same few names and keys come back on every request."""
     try:
         ref = parse(name)
     except BadReference:
