@@ -387,6 +387,16 @@ class Gateway:
 
     async def _body(self, request: web.Request, ctx: Ctx) -> bytes | AsyncIterator[bytes] | None:
         assert ctx.route is not None
+        if ctx.route.model_from == "body" and request.headers.get(
+            "Content-Encoding", "identity"
+        ).strip().lower() not in ("", "identity"):
+            # The bytes checked must be the bytes the upstream decodes: no second reading.
+            raise Refusal(
+                400,
+                "invalid_request:body_encoded",
+                "a compressed request body cannot be inspected: send it uncompressed",
+                "bad_request",
+            )
         if not request.body_exists:
             if ctx.route.model_from == "body":
                 self._inspect(b"", ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import json
 
@@ -75,6 +76,26 @@ async def test_hostile_bodies(big_gw: GW, raw: bytes, reason: str, limited: bool
         "bad_request",
         f"invalid_request:{reason}",
     )
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "x-custom", "identity, gzip"])
+async def test_encoded_bodies_are_refused(big_gw: GW, encoding: str) -> None:
+    """An upstream (or a proxy before it) that inflates would act on bytes nobody checked.
+    (aiohttp's own parser inflates gzip/deflate before the gateway reads; an encoding it
+    does not know, such as br without brotli installed, it refuses itself.)"""
+    key = await big_gw.key("k", models=("llama3*",))
+    raw = gzip.compress(b'{"model":"secret"}') if "gzip" in encoding else b'{"model":"llama3"}'
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            big_gw.url + "/api/generate",
+            data=raw,
+            headers={"x-api-key": key, "Content-Encoding": encoding},
+        ) as r,
+    ):
+        assert r.status == 400
+    assert big_gw.upstream.seen == []
+    assert big_gw.audit()[0]["reason"] == "invalid_request:body_encoded"
 
 
 async def test_over_the_size_limit_is_413(big_gw: GW) -> None:
