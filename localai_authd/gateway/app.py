@@ -23,11 +23,10 @@ from ..keys.model import Identity
 from ..keys.store import KeyStore
 from ..streams import StreamRegistry
 from . import headers as hdrs
-from . import listing, policy, routes, target
+from . import inspection, listing, policy, routes, target
 from .admission import Admission, reserialize
-from .body import BodyError, no_body_allowed, parse_object
 from .errors import Refusal, render
-from .forward import Outcome, forward, new_session, open_upstream, stream_body
+from .forward import Outcome, forward, new_session, stream_body
 from .health import OWN_PREFIX, OwnEndpoints
 from .identify import Principal, authenticate
 from .limits import TOKEN_PATHS, Effective, check_streams
@@ -195,13 +194,7 @@ class Gateway:
                 decision.reason,
                 f"key {ctx.identity.name!r} may not use {upstream_path} ({decision.reason})",
             )
-        if no_body_allowed(request.method) and request.body_exists:
-            raise Refusal(
-                400,
-                "invalid_request:body_not_allowed",
-                f"a {request.method} request carries no body here",
-                "bad_request",
-            )
+        inspection.check_head(request.method, request.body_exists)
         if ctx.route.model_from == "path":
             ctx.models = policy.model_in_path(ctx.route, upstream_path)
         ctx.forward_target = target.encode(upstream_path, tgt.query)
@@ -283,7 +276,7 @@ class Gateway:
             self.in_flight += 1
             self.idle.clear()
             body = await self._body(request, ctx)
-            self._decide_models(ctx)
+            inspection.decide_models(ctx.identity, ctx.route, ctx.models, ctx.doc)
             if isinstance(body, bytes) and ctx.doc is not None and ctx.limits is not None:
                 capped = self.admission.cap(ctx.doc, ctx.limits)
                 if capped is not None:  # forward exactly what was checked
@@ -313,7 +306,15 @@ class Gateway:
                     )
                 fwd_headers.append(("Authorization", f"Bearer {up_key}"))
             if ctx.route.model_from == "list" and ctx.identity.models and request.method == "GET":
-                return await self._listing(request, ctx, fwd_headers)
+                return await listing.answer(
+                    self._session,
+                    up,
+                    ctx.forward_target,
+                    fwd_headers,
+                    ctx.route,
+                    ctx.identity,
+                    ctx.out,
+                )
             resp = await forward(
                 self._session, request, up, ctx.forward_target, fwd_headers, body, ctx.out
             )
@@ -340,66 +341,12 @@ class Gateway:
                 ctx.tokens = self.admission.charge(kid, ctx.limits, meter, ctx.bytes_in)
             self._audit(request, ctx)
 
-    def _decide_models(self, ctx: Ctx) -> None:
-        assert ctx.identity is not None and ctx.route is not None
-        allowed, route = ctx.identity.models, ctx.route
-        if route.model_from == "body":
-            assert ctx.doc is not None
-            decision = policy.decide_body(allowed, route, ctx.doc)
-        elif route.model_from in ("path", "opaque"):
-            decision = policy.decide_models(allowed, ctx.models)
-        else:
-            return  # no model involved, or a listing filtered on the way back
-        if decision.allowed:
-            return
-        named = (ctx.models or ["(none given)"])[0]
-        if route.model_from == "path":
-            # As for a model that does not exist: a key does not learn what else is there.
-            raise Refusal(404, decision.reason, f"model {named!r} not found")
-        raise Refusal(
-            403, decision.reason, f"key {ctx.identity.name!r} may not use model {named!r}"
-        )
-
-    async def _listing(
-        self, request: web.Request, ctx: Ctx, fwd_headers: list[tuple[str, str]]
-    ) -> web.StreamResponse:
-        """A model list for a key limited to models: read whole, filtered, re-serialised."""
-        assert self._session is not None and ctx.identity is not None and ctx.route is not None
-        up = await open_upstream(
-            self._session,
-            request.method,
-            self.cfg.upstreams[ctx.upstream],
-            ctx.forward_target,
-            listing.identity_encoding(fwd_headers),
-            None,
-        )
-        try:
-            resp = await listing.relay_filtered(
-                up, listing.kind_of(ctx.route.pattern), ctx.identity.models
-            )
-        finally:
-            up.close()
-        ctx.out.status = resp.status
-        ctx.out.bytes_out = len(resp.body) if isinstance(resp.body, bytes) else 0
-        if resp.status >= 400:
-            ctx.out.outcome, ctx.out.reason = "upstream_status", f"upstream_{resp.status}"
-        return resp
-
     async def _body(self, request: web.Request, ctx: Ctx) -> bytes | AsyncIterator[bytes] | None:
         assert ctx.route is not None
-        if ctx.route.model_from == "body" and request.headers.get(
-            "Content-Encoding", "identity"
-        ).strip().lower() not in ("", "identity"):
-            # The bytes checked must be the bytes the upstream decodes: no second reading.
-            raise Refusal(
-                400,
-                "invalid_request:body_encoded",
-                "a compressed request body cannot be inspected: send it uncompressed",
-                "bad_request",
-            )
+        inspection.check_encoding(ctx.route, request.headers)
         if not request.body_exists:
             if ctx.route.model_from == "body":
-                self._inspect(b"", ctx)
+                ctx.doc, ctx.models = inspection.inspect(ctx.route, b"")
             return None
         if ctx.route.upload:
             return stream_body(request.content, self.cfg.max_upload_bytes)
@@ -414,19 +361,8 @@ class Gateway:
             chunks.append(chunk)
         body = b"".join(chunks)
         if ctx.route.model_from == "body":
-            self._inspect(body, ctx)
+            ctx.doc, ctx.models = inspection.inspect(ctx.route, body)
         return body
-
-    @staticmethod
-    def _inspect(body: bytes, ctx: Ctx) -> None:
-        """Parse the body as the upstream will (body.py), or refuse it: 400, audited as a
-        bad request with the precise reason."""
-        assert ctx.route is not None
-        try:
-            ctx.doc = parse_object(body)
-            ctx.models = policy.models_in_body(ctx.route, ctx.doc)
-        except BodyError as e:
-            raise Refusal(400, f"invalid_request:{e.reason}", e.message, "bad_request") from None
 
     # ---- edges -------------------------------------------------------------------------------
 

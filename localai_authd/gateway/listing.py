@@ -18,8 +18,12 @@ import aiohttp
 from aiohttp import web
 
 from .. import modelref
+from ..config import Upstream
+from ..keys.model import Identity
 from . import headers as hdrs
 from .errors import SERVER, Refusal
+from .forward import Outcome, open_upstream
+from .routes import Route
 
 MAX_LISTING_BYTES = 16 * 1024 * 1024
 # Dropped from the upstream's headers: they describe the answer before filtering.
@@ -93,3 +97,25 @@ def identity_encoding(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The forwarded headers, asking for an answer the gateway can read without inflating."""
     kept = [(k, v) for k, v in headers if k.lower() != "accept-encoding"]
     return [*kept, ("Accept-Encoding", "identity")]
+
+
+async def answer(
+    session: aiohttp.ClientSession,
+    upstream: Upstream,
+    target: str,
+    fwd_headers: list[tuple[str, str]],
+    route: Route,
+    identity: Identity,
+    out: Outcome,
+) -> web.Response:
+    """The model list for a key limited to models: read whole, filtered, re-serialised."""
+    up = await open_upstream(session, "GET", upstream, target, identity_encoding(fwd_headers), None)
+    try:
+        resp = await relay_filtered(up, kind_of(route.pattern), identity.models)
+    finally:
+        up.close()
+    out.status = resp.status
+    out.bytes_out = len(resp.body) if isinstance(resp.body, bytes) else 0
+    if resp.status >= 400:
+        out.outcome, out.reason = "upstream_status", f"upstream_{resp.status}"
+    return resp
