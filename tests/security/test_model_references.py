@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import ollama
 import pytest
 
 from tests.security.conftest import GoGW
@@ -147,3 +148,30 @@ async def test_go_listings_are_filtered(go_gw: GoGW) -> None:
             ]
         async with http.get(go_gw.url + "/v1/models", headers={"x-api-key": key}) as r:
             assert [m["id"] for m in (await r.json())["data"]] == ["llama3:latest", "llama3.1:70b"]
+
+
+async def test_the_ollama_sdk_passes_the_body_checks_on_every_model_route(go_gw: GoGW) -> None:
+    """The strict reading refuses nothing a real client sends."""
+    key = (await go_gw.store.create("k", scopes=("inference", "admin"), models=("llama3*",))).key
+    c = ollama.AsyncClient(host=go_gw.url, headers={"x-api-key": key})
+    await c.generate(model="llama3", prompt="hi", stream=False, options={"num_ctx": 8})
+    await c.chat(model="llama3", messages=[{"role": "user", "content": "x"}], stream=False)
+    await c.embed(model="llama3", input=["a", "b"])
+    await c.embeddings(model="llama3", prompt="a")
+    await c.show("llama3")
+    await c.pull("llama3:8b", stream=False)
+    await c.copy("llama3", "llama3-b")
+    await c.create(model="llama3-c", from_="llama3", system="x", stream=False)
+    await c.delete("llama3-b")
+    await c.close()
+    assert [e["path"] for e in go_gw.go.log()] == [
+        "/api/generate",
+        "/api/chat",
+        "/api/embed",
+        "/api/embeddings",
+        "/api/show",
+        "/api/pull",
+        "/api/copy",
+        "/api/create",
+        "/api/delete",
+    ]

@@ -299,7 +299,16 @@ func (s *server) act(w http.ResponseWriter, r *http.Request, raw []string, extra
 	s.mu.Lock()
 	s.log = append(s.log, entry)
 	s.mu.Unlock()
-	s.reply(w, 200, entry)
+	// Enough of each answer's shape for the SDKs to parse it.
+	reply := map[string]any{
+		"status": "success", "done": true, "response": "", "embeddings": [][]float32{},
+		"embedding":  []float32{},
+		"model_info": map[string]any{}, "message": map[string]string{"role": "assistant"},
+	}
+	for k, v := range entry {
+		reply[k] = v
+	}
+	s.reply(w, 200, reply)
 }
 
 func bind(w http.ResponseWriter, r *http.Request, v any) bool {
