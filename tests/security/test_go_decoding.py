@@ -125,8 +125,8 @@ def body_for(draw: st.DrawFn, route: RouteCase) -> Body:
             plain = False
         named[field] = model
         entries.append((field, written, json.dumps(model)))
-    for k, v in route.base:
-        entries.append((k, json.dumps(k), json.dumps(v)))
+    base = dict(route.base)
+    n_fields = len(entries)
     decoy = draw(st.sampled_from(["none", "none", "options", "messages", "nested_model", "files"]))
     if decoy == "options":  # a map in Go: keys there bind nothing
         entries.append(("options", '"options"', json.dumps({"model": "secret", "num_ctx": 8})))
@@ -138,6 +138,10 @@ def body_for(draw: st.DrawFn, route: RouteCase) -> Body:
     elif decoy == "files" and route.path == "/api/create":
         entries.append(("files", '"files"', json.dumps({"x.gguf": "sha256:" + "0" * 64})))
         plain = False
+    decoys = {e[0] for e in entries[n_fields:]}
+    for k, v in base.items():
+        if k not in decoys:  # a decoy takes the place of the plain field it shares a key with
+            entries.append((k, json.dumps(k), json.dumps(v)))
     entries = draw(st.permutations(entries))
     text = "{" + ",".join(f"{k}:{v}" for _, k, v in entries) + "}"
     trailing = draw(st.sampled_from(["", "", "\n", '{"model":"secret"}', ' {"name":"secret"}']))
