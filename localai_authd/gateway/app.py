@@ -58,9 +58,7 @@ class Ctx:
     upstream: int = 0
     forward_target: str = ""
     models: list[str] | None = None
-    # The parsed JSON body, exactly what the upstream will act on (body.py); None if the
-    # route takes no JSON body. Limits and token counting read it instead of parsing again.
-    doc: dict[str, Any] | None = None
+    doc: dict[str, Any] | None = None  # the JSON body the upstream will act on (body.py)
     limits: Effective | None = None  # set once admitted
     tokens: Tokens | None = None
     bytes_in: int = 0
