@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,14 @@ class FakeUpstream:
         self.reset_after: int | None = None  # send this many chunks, then reset the connection
         self.header_delay = 0.0
         self.redirect = False  # answer GET /api/version with a 302 elsewhere
+        # What /api/tags, /api/ps and /v1/models list (in Ollama's and OpenAI's shapes).
+        self.models = [
+            "llama3:latest",
+            "llama3.1:70b",
+            "mistral:7b",
+            "evil.example/x/llama3:latest",
+        ]
+        self.gzip_listings = False  # answer the listing routes gzip-encoded, whatever was asked
         self.received = asyncio.Event()  # set whenever a request arrives
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -147,7 +156,9 @@ class FakeUpstream:
             await asyncio.sleep(self.header_delay)
         if self.redirect and path == "/api/version":
             raise web.HTTPFound("http://127.0.0.1:1/elsewhere")
-        if path in ("/api/tags", "/v1/models", "/api/version", "/"):
+        if path in ("/api/tags", "/api/ps", "/v1/models"):
+            return self._listing(path)
+        if path in ("/api/version", "/"):
             return web.json_response(
                 {
                     "models": [{"name": "llama3:latest"}],
@@ -178,6 +189,27 @@ class FakeUpstream:
                 return web.json_response(json.loads(self.ndjson_chunk(0, 1, model)))
             return await self._stream(request, kind, model)
         return web.json_response({"ok": True, "path": path})
+
+    def _listing(self, path: str) -> web.Response:
+        if path == "/v1/models":
+            data = [
+                {"id": m, "object": "model", "created": 1, "owned_by": "library"}
+                for m in self.models
+            ]
+            doc: dict[str, Any] = {"object": "list", "data": data}
+        else:
+            doc = {
+                "models": [
+                    {"name": m, "model": m, "size": 1, "digest": "0" * 64} for m in self.models
+                ]
+            }
+        body = json.dumps(doc).encode()
+        if not self.gzip_listings:
+            return web.json_response(doc)
+        return web.Response(
+            body=gzip.compress(body),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
 
     async def _stream(self, request: web.Request, kind: str, model: str) -> web.StreamResponse:
         ctype = "text/event-stream" if kind == "sse" else "application/x-ndjson"

@@ -73,8 +73,10 @@ models_option = click.option(
     "models",
     multiple=True,
     metavar="GLOB",
-    help="models the key may use, as a glob on the request's model; repeat for more "
-    "[default: any model]",
+    help="models the key may use: a glob on the parsed model reference "
+    "[host/][namespace/]model[:tag], compared in lower case; a glob without a host matches "
+    "only registry.ollama.ai, without a namespace only its library ('llama3*' never matches "
+    "'llama3.evil.example/x/y'); repeat for more [default: any model]",
 )
 expires_option = click.option(
     "--expires",

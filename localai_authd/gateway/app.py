@@ -23,9 +23,8 @@ from ..keys.model import Identity
 from ..keys.store import KeyStore
 from ..streams import StreamRegistry
 from . import headers as hdrs
-from . import policy, routes, target
+from . import inspection, listing, policy, routes, target
 from .admission import Admission, reserialize
-from .caps import json_object
 from .errors import Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
 from .health import OWN_PREFIX, OwnEndpoints
@@ -59,7 +58,7 @@ class Ctx:
     upstream: int = 0
     forward_target: str = ""
     models: list[str] | None = None
-    doc: dict[str, Any] | None = None  # the JSON body the upstream will act on
+    doc: dict[str, Any] | None = None  # the JSON body the upstream will act on (body.py)
     limits: Effective | None = None  # set once admitted
     tokens: Tokens | None = None
     bytes_in: int = 0
@@ -193,6 +192,7 @@ class Gateway:
                 decision.reason,
                 f"key {ctx.identity.name!r} may not use {upstream_path} ({decision.reason})",
             )
+        inspection.check_head(request.method, request.body_exists)
         if ctx.route.model_from == "path":
             ctx.models = policy.model_in_path(ctx.route, upstream_path)
         ctx.forward_target = target.encode(upstream_path, tgt.query)
@@ -274,14 +274,7 @@ class Gateway:
             self.in_flight += 1
             self.idle.clear()
             body = await self._body(request, ctx)
-            decision = policy.decide_models(ctx.identity.models, ctx.models)
-            if not decision.allowed:
-                raise Refusal(
-                    403,
-                    decision.reason,
-                    f"key {ctx.identity.name!r} may not use model "
-                    f"{(ctx.models or ['(none given)'])[0]!r}",
-                )
+            inspection.decide_models(ctx.identity, ctx.route, ctx.models, ctx.doc)
             if isinstance(body, bytes) and ctx.doc is not None and ctx.limits is not None:
                 capped = self.admission.cap(ctx.doc, ctx.limits)
                 if capped is not None:  # forward exactly what was checked
@@ -310,6 +303,16 @@ class Gateway:
                         "upstream_error",
                     )
                 fwd_headers.append(("Authorization", f"Bearer {up_key}"))
+            if ctx.route.model_from == "list" and ctx.identity.models and request.method == "GET":
+                return await listing.answer(
+                    self._session,
+                    up,
+                    ctx.forward_target,
+                    fwd_headers,
+                    ctx.route,
+                    ctx.identity,
+                    ctx.out,
+                )
             resp = await forward(
                 self._session, request, up, ctx.forward_target, fwd_headers, body, ctx.out
             )
@@ -338,7 +341,10 @@ class Gateway:
 
     async def _body(self, request: web.Request, ctx: Ctx) -> bytes | AsyncIterator[bytes] | None:
         assert ctx.route is not None
+        inspection.check_encoding(ctx.route, request.headers)
         if not request.body_exists:
+            if ctx.route.model_from == "body":
+                ctx.doc, ctx.models = inspection.inspect(ctx.route, b"")
             return None
         if ctx.route.upload:
             return stream_body(request.content, self.cfg.max_upload_bytes)
@@ -353,8 +359,7 @@ class Gateway:
             chunks.append(chunk)
         body = b"".join(chunks)
         if ctx.route.model_from == "body":
-            ctx.models = policy.models_in_body(body, ctx.route.pattern)
-            ctx.doc = json_object(body)
+            ctx.doc, ctx.models = inspection.inspect(ctx.route, body)
         return body
 
     # ---- edges -------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ them by the one canonical key.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -145,13 +144,3 @@ def apply(doc: dict[str, Any], caps: Caps) -> tuple[dict[str, Any], Decision]:
                 out[key] = {**opts, "num_ctx": caps.max_num_ctx}
                 changed = True
     return out, Decision(changed)
-
-
-def json_object(body: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None. (Stands in for the body inspection that decodes
-    JSON as the upstream does and leaves it as ``ctx.doc``; the caps read that.)"""
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return doc if isinstance(doc, dict) else None

@@ -80,21 +80,21 @@ def _stream_error_line(content_type: str, message: str, needs_newline: bool) -> 
     return b""
 
 
-async def forward(
+async def open_upstream(
     session: aiohttp.ClientSession,
-    request: web.Request,
+    method: str,
     upstream: Upstream,
     target: str,
     headers: list[tuple[str, str]],
     body: bytes | AsyncIterator[bytes] | None,
-    out: Outcome,
-) -> web.StreamResponse:
+) -> aiohttp.ClientResponse:
+    """The upstream's answer, its headers read; failures become 502/504 refusals."""
     url = URL(upstream.url + target, encoded=True)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout)
     try:
         async with asyncio.timeout(upstream.first_byte_timeout):
-            up = await session.request(
-                request.method,
+            return await session.request(
+                method,
                 url,
                 headers=CIMultiDict(headers),
                 data=body,
@@ -124,6 +124,18 @@ async def forward(
         raise Refusal(
             502, "upstream_error", f"the upstream failed: {type(e).__name__}", "upstream_error"
         ) from None
+
+
+async def forward(
+    session: aiohttp.ClientSession,
+    request: web.Request,
+    upstream: Upstream,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes | AsyncIterator[bytes] | None,
+    out: Outcome,
+) -> web.StreamResponse:
+    up = await open_upstream(session, request.method, upstream, target, headers, body)
     try:
         return await _relay(request, up, upstream, out)
     finally:

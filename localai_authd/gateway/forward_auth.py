@@ -121,7 +121,8 @@ def decide(gw: Gateway, request: web.Request, ctx: Ctx, listener_index: int) -> 
             403,
             "model_policy_needs_proxy",
             f"key {ident.name!r} is limited to some models, which forward-auth cannot check "
-            "(it never sees the body): send it through localai-authd as a proxy",
+            "(it never sees the body, nor a model list to filter): send it through "
+            "localai-authd as a proxy",
         )
 
 

@@ -102,7 +102,12 @@ async def test_verify_refuses_model_limited_keys_on_model_routes(
     r = await _verify(http, gw, {**auth, "X-Original-URI": "/api/chat"})
     assert r.status == 403
     assert gw.audit()[-1]["reason"] == "model_policy_needs_proxy"
+    # A model list would reach the client unfiltered (forward-auth never sees the answer).
     r = await _verify(http, gw, {**auth, "X-Original-Method": "GET", "X-Original-URI": "/api/tags"})
+    assert r.status == 403
+    r = await _verify(
+        http, gw, {**auth, "X-Original-Method": "GET", "X-Original-URI": "/api/version"}
+    )
     assert r.status == 200
 
 

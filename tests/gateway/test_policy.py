@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localai_authd.gateway import headers, policy
+from localai_authd.gateway import headers, policy, routes
 from tests.conftest import GW
 
 
@@ -66,17 +66,25 @@ async def test_model_globs(gw: GW, http) -> None:
         assert r.status == 403
         assert (await r.json())["error"]["code"] == "model_not_allowed"
     async with http.post(gw.url + "/api/generate", data=b"not json", headers=h) as r:
-        assert r.status == 403  # a limited key must name a model we can read
+        assert r.status == 400  # a body the gateway cannot read is refused, whatever the key
+        assert (await r.json())["error"].startswith("the request body is not one JSON value")
+    async with http.post(gw.url + "/api/generate", json={"prompt": "hi"}, headers=h) as r:
+        assert r.status == 403  # a limited key must name a model
     async with http.get(gw.url + "/v1/models/mistral", headers=h) as r:
-        assert r.status == 403
+        assert r.status == 404  # as if it did not exist
     async with http.get(gw.url + "/v1/models/llama3", headers=h) as r:
         assert r.status == 200
     assert [s.path for s in gw.upstream.seen] == ["/api/generate", "/v1/models/llama3"]
 
 
 def test_policy_copy_needs_both_models() -> None:
-    assert policy.models_in_body(b'{"source":"a","destination":"b"}', "/api/copy") == ["a", "b"]
-    assert policy.models_in_body(b'{"source":"a"}', "/api/copy") is None
+    copy = routes.match("POST", "/api/copy")
+    assert policy.models_in_body(copy, {"source": "a", "destination": "b"}) == ["a", "b"]
+    assert policy.decide_body(("a*",), copy, {"source": "a1"}).reason == "model_unknown"
+    assert policy.decide_body(("a*",), copy, {"source": "a1", "destination": "b1"}).reason == (
+        "model_not_allowed"
+    )
+    assert policy.decide_body(("a*",), copy, {"source": "a1", "destination": "a2"}).allowed
     assert not policy.decide_models(("a*",), ["a1", "b1"]).allowed
     assert policy.decide_models((), None).allowed
 
