@@ -64,7 +64,8 @@ async def test_metrics_health_ready_and_reloads(daemon: Daemon) -> None:
             ) as r:
                 assert r.status == 200
     daemon.send(signal.SIGHUP)
-    await daemon.wait_log("reloading configuration")
+    # Not "reloading configuration": the file must not change before the reload has read it.
+    await daemon.wait_log("reload applied", timeout=30)
     daemon.config_path.write_text("[metrics]\nlisten = 1\n")  # invalid: refused
     rc, _, _ = await daemon.authctl("reload", check=False)
     assert rc != 0
