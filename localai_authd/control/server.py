@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from ..audit import ControlOutcome
 from ..errors import (
@@ -174,6 +176,48 @@ def _error_doc(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
+class _ParserRefusals(web.Server):
+    """aiohttp's server, whose parser refusals (a malformed request line or header, a body
+    that does not frame) are answered and audited by :meth:`ControlServer._malformed`
+    instead of aiohttp's text answer, which names neither us nor the request."""
+
+    on_error: Any = None
+
+    def __call__(self) -> RequestHandler:
+        return _ParserRefusalHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _ParserRefusalHandler(RequestHandler):
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        manager = self._manager
+        on_error = manager.on_error if isinstance(manager, _ParserRefusals) else None
+        if on_error is None or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        response: web.StreamResponse = on_error(request, status, exc)
+        return response
+
+
+class _ControlRunner(web.AppRunner):
+    def __init__(self, app: web.Application, on_error: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._on_error = on_error
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ParserRefusals  # same state; only which handler class it makes
+        assert isinstance(server, _ParserRefusals)
+        server.on_error = self._on_error
+        return server
+
+
 class ControlServer:
     def __init__(self, ctx: ControlContext, path: Path) -> None:
         self.ctx = ctx
@@ -193,8 +237,9 @@ class ControlServer:
         # keepalive_timeout also starts at connect (aiohttp closes a connection that has not
         # delivered a whole request head by then): that is what cuts off half a request
         # followed by silence; the body is bounded in _read_body.
-        self._runner = web.AppRunner(
+        self._runner = _ControlRunner(
             app,
+            self._malformed,
             access_log=None,
             keepalive_timeout=self.ctx.request_timeout,
             tcp_keepalive=False,
@@ -268,6 +313,24 @@ class ControlServer:
             response.force_close()
         return response
 
+    def _malformed(
+        self, request: BaseRequest, status: int, exc: BaseException | None
+    ) -> web.Response:
+        """A request aiohttp refused before any handler ran: answered and audited here."""
+        if status >= 500:
+            log.error("control: request failed before its handler", exc_info=exc)
+        try:
+            peer: Peer | None = peer_of(request)
+        except (OSError, AuthdError):
+            peer = None
+        code = "malformed_request" if status < 500 else "internal_error"
+        message = "the request is not well-formed HTTP" if status < 500 else "internal error"
+        doc = _error_doc(code, message)
+        self._record(request, peer, "malformed", None, status, code, "failure", message, doc)
+        response = web.json_response(doc, status=status, dumps=_dumps)
+        response.force_close()
+        return response
+
     async def _read_body(self, request: web.Request, deadline: float) -> dict[str, Any]:
         cap = self.ctx.max_request_bytes
         too_large = RequestTooLarge(f"the request body is larger than {cap} bytes")
@@ -310,7 +373,7 @@ class ControlServer:
 
     def _record(
         self,
-        request: web.Request,
+        request: BaseRequest,
         peer: Peer | None,
         action: str,
         name: str | None,
