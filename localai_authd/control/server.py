@@ -53,7 +53,9 @@ log = logging.getLogger("localai_authd.control")
 
 # struct ucred { pid_t pid; uid_t uid; gid_t gid; } -- socket(7), SO_PEERCRED
 _UCRED = struct.Struct("3i")
-_AUDIT_NAME_MAX = 100  # a refused name is recorded, but a 64 KiB one is not
+_AUDIT_NAME_MAX = 100
+# Not aiohttp's "Python/3.x aiohttp/3.y": no versions for whoever reaches the socket.
+SERVER = "localai-authd"  # a refused name is recorded, but a 64 KiB one is not
 
 
 @dataclass(frozen=True)
@@ -205,25 +207,12 @@ class _ParserRefusalHandler(RequestHandler):
         return response
 
 
-class _ControlRunner(web.AppRunner):
-    def __init__(self, app: web.Application, on_error: Any, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._on_error = on_error
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _ParserRefusals  # same state; only which handler class it makes
-        assert isinstance(server, _ParserRefusals)
-        server.on_error = self._on_error
-        return server
-
-
 class ControlServer:
     def __init__(self, ctx: ControlContext, path: Path) -> None:
         self.ctx = ctx
         self.path = path
         self._daemon_uid = os.getuid()
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._inode: int | None = None
         # Operations in flight: kept referenced (the loop holds tasks weakly) and awaited on
         # close, because a store change is never cancelled half-way.
@@ -232,14 +221,13 @@ class ControlServer:
     async def start(self) -> None:
         sock = bind_socket(self.path, self.ctx.admin_group)
         self._inode = os.stat(self.path).st_ino
-        app = web.Application(client_max_size=self.ctx.max_request_bytes)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # No application router: every request, whatever its path (a decoded "%0A" included,
+        # which aiohttp's "{tail:.*}" route never matched), reaches _handle and is audited.
         # keepalive_timeout also starts at connect (aiohttp closes a connection that has not
         # delivered a whole request head by then): that is what cuts off half a request
         # followed by silence; the body is bounded in _read_body.
-        self._runner = _ControlRunner(
-            app,
-            self._malformed,
+        server = _ParserRefusals(
+            self._handle,
             access_log=None,
             keepalive_timeout=self.ctx.request_timeout,
             tcp_keepalive=False,
@@ -247,8 +235,9 @@ class ControlServer:
             # for at most this long before the connection is closed; aiohttp's default, 10 s,
             # would hold a silent client's connection open that long.
             lingering_time=1.0,
-            shutdown_timeout=self.ctx.request_timeout,
         )
+        server.on_error = self._malformed
+        self._runner = web.ServerRunner(server, shutdown_timeout=self.ctx.request_timeout)
         await self._runner.setup()
         try:
             await web.SockSite(self._runner, sock).start()
@@ -272,7 +261,7 @@ class ControlServer:
 
     # ---- one request ----------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: BaseRequest) -> web.Response:
         deadline = asyncio.get_running_loop().time() + self.ctx.request_timeout
         raw_path = request.rel_url.raw_path
         action, name, peer = "unknown", None, None
@@ -307,6 +296,7 @@ class ControlServer:
             status, code, outcome, detail = 500, "internal_error", "failure", "internal error"
             doc = _error_doc(code, "internal error; see the daemon's log")
         self._record(request, peer, action, name, status, code, outcome, detail, doc)
+        headers["Server"] = SERVER
         response = web.json_response(doc, status=status, headers=headers, dumps=_dumps)
         if status >= 400:
             # Whatever of the request is still unread is not worth reading.
@@ -328,10 +318,11 @@ class ControlServer:
         doc = _error_doc(code, message)
         self._record(request, peer, "malformed", None, status, code, "failure", message, doc)
         response = web.json_response(doc, status=status, dumps=_dumps)
+        response.headers["Server"] = SERVER
         response.force_close()
         return response
 
-    async def _read_body(self, request: web.Request, deadline: float) -> dict[str, Any]:
+    async def _read_body(self, request: BaseRequest, deadline: float) -> dict[str, Any]:
         cap = self.ctx.max_request_bytes
         too_large = RequestTooLarge(f"the request body is larger than {cap} bytes")
         if request.content_length is not None and request.content_length > cap:
