@@ -8,8 +8,8 @@ import pwd
 
 import pytest
 
+from localai_authd.control.access import authorize
 from localai_authd.control.handlers import OPERATIONS, check_fields, resolve
-from localai_authd.control.server import authorize
 from localai_authd.errors import MethodNotAllowed, UnknownField, UnknownOperation
 
 
