@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 
 from ..errors import KeyringUnavailable, NotFound
-from .model import ACTIVE, Identity
+from .model import ACTIVE, Identity, check_name
 from .persist import Persistence
 
 TABLE_ENTRY = "keys"
@@ -23,6 +23,26 @@ PEPPER_ENTRY = "pepper"
 TABLE_VERSION = 1
 
 log = logging.getLogger("localai_authd.keys")
+
+
+def _addressable(ident: Identity) -> Identity:
+    """A stored key whose name the control plane would refuse (an older version accepted
+    "name\\n") could never be shown, revoked or deleted: it is renamed to one that can be,
+    and suspended until an operator looks at it."""
+    if check_name(ident.name) is None:
+        return ident
+    new = f"invalid-name-{ident.kid}"
+    if check_name(new) is not None:  # a kid that is not ours either
+        new = f"invalid-name-{secrets.token_hex(6)}"
+    log.warning(
+        "key %r (kid %s) has a name the control plane refuses: suspended and renamed %r; "
+        "check it with 'authctl show %s', then revoke or resume it",
+        ident.name,
+        ident.kid,
+        new,
+        new,
+    )
+    return ident.with_(name=new, suspended=True)
 
 
 class KeyTable:
@@ -60,7 +80,7 @@ class KeyTable:
                 if doc.get("version") != TABLE_VERSION:
                     raise ValueError(f"unknown key table version {doc.get('version')!r}")
                 for d in doc["keys"]:
-                    ident = Identity.from_json(d)
+                    ident = _addressable(Identity.from_json(d))
                     table[ident.name] = ident
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise KeyringUnavailable(f"the key table in the keyring is unreadable: {e}") from e

@@ -118,3 +118,27 @@ async def test_unknown_and_malformed_requests_are_audited(control: Control) -> N
     assert len(records) == len(cases), records
     assert {r["action"] for r in records} >= {"unknown", "malformed"}
     assert all(r["outcome"] == "failure" for r in records)
+
+
+async def test_a_stored_name_from_before_the_fix_becomes_addressable(control: Control) -> None:
+    """A key named "backdoor\\n" created by an older version: renamed, suspended, and then
+    shown, revoked and deleted like any other."""
+    import json
+
+    from localai_authd.keys.table import TABLE_ENTRY
+
+    key = (await control.store.create("backdoor")).key
+    vault = control.store._vault
+    doc = json.loads(vault.get(TABLE_ENTRY) or "")
+    doc["keys"][0]["name"] = "backdoor\n"
+    vault.set(TABLE_ENTRY, json.dumps(doc))
+    await control.store.load()
+    kid = control.store.check(key).kid
+    assert control.store.check(key).reason == "suspended"
+    listed = (await http(control.sock, "GET", "/v1/keys")).doc["keys"]
+    assert [k["name"] for k in listed] == [f"invalid-name-{kid}"]
+    p = f"/v1/keys/invalid-name-{kid}"
+    assert (await http(control.sock, "GET", p)).status == 200
+    assert (await http(control.sock, "POST", p + "/revoke")).status == 200
+    assert (await http(control.sock, "POST", p + "/delete")).status == 200
+    assert control.store.check(key).reason == "unknown_key"
