@@ -45,9 +45,15 @@ async def _body(request: web.Request) -> dict[str, Any]:
         return {}
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise _too_large()
+    # read() may return one chunk of a chunked body: read to the end, capped.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _too_large()
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
     try:

@@ -12,9 +12,11 @@ from typing import Any
 from ..errors import Conflict, NotFound, UsageError
 from . import format as keyformat
 from .model import (
+    ACTIVE,
     DEFAULT_SCOPES,
     LIMIT_FIELDS,
     REVOKED,
+    SUSPENDED,
     Identity,
     Limits,
     Verifier,
@@ -182,7 +184,9 @@ class KeyChanges:
         async with self._persist.lock:
             old = self._table.get(name)
             now = self._clock()
-            if not old.usable(now):
+            # A suspended key may be rotated (suspend, rotate, hand out, resume: the way
+            # out of a leak); a revoked or expired one may not.
+            if old.status(now) not in (ACTIVE, SUSPENDED):
                 raise Conflict(f"key {name!r} is {old.status(now)}; it cannot be rotated")
             key = keyformat.mint(old.kid)
             # Keep only the secret being replaced: a rotation inside a grace period ends the

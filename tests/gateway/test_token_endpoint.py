@@ -5,6 +5,7 @@ the code that minted it)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -158,3 +159,35 @@ async def test_a_suspended_keys_token_cannot_be_refreshed(gw: GW) -> None:
     await gw.store.resume("agent")
     status, _ = await exchange(gw.url, doc["token"])
     assert status == 200
+
+
+async def _chunked(gw: GW, key: str, chunks: list[bytes]) -> tuple[int, dict[str, Any]]:
+    r, w = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        w.write(
+            b"POST " + TOKEN_URL.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer " + key.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        for c in chunks:  # each chunk on the wire by itself
+            w.write(b"%x\r\n%s\r\n" % (len(c), c))
+            await w.drain()
+            await asyncio.sleep(0.05)
+        w.write(b"0\r\n\r\n")
+        async with asyncio.timeout(10):
+            raw = await r.read()
+    finally:
+        w.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+async def test_a_chunked_body_is_read_whole(gw: GW) -> None:
+    key = await gw.key("agent")
+    status, doc = await _chunked(gw, key, [b'{"ttl":', b' "30m", "scopes": ', b'["inference"]}'])
+    assert status == 200, doc
+    claims = assert_reply_is_the_token(doc)
+    assert claims["e"] - claims["i"] == 1800
+    status, _ = await _chunked(gw, key, [b'{"ttl": "30m"}', b" " * 5000])
+    assert status == 413

@@ -137,3 +137,14 @@ async def test_the_work_is_the_same_for_every_reason(
     calls.clear()
     assert s.check(k_old).reason == "secret_retired" and len(calls) == 2
     await s.close()
+
+
+async def test_a_suspended_key_can_be_rotated_and_stays_suspended(tmp_path: Path) -> None:
+    s = await _store(tmp_path, Clock())
+    leaked = (await s.create("a")).key
+    await s.suspend("a")
+    fresh = (await s.rotate("a")).key
+    assert s.check(fresh).reason == "suspended" and s.check(leaked).reason == "secret_retired"
+    await s.resume("a")
+    assert s.check(fresh).reason == "ok" and s.check(leaked).reason == "secret_retired"
+    await s.close()
