@@ -5,7 +5,8 @@ keyring entry (:mod:`.table` the keys, :mod:`.signing` the token signing secrets
 - Verification (:meth:`KeyStore.check`) is synchronous, in memory, constant-time, and does
   the same work whether the key id exists or not: one HMAC, then exactly two digest
   comparisons (the current and, during a rotation grace, the previous secret; dummies fill
-  in), and one dictionary lookup of the (keyed, so unguessable) digest among retired secrets.
+  in); a refusal then looks the (keyed, so unguessable) digest up among retired secrets to
+  say why.
 - Every change builds a new table, writes it through the keyring thread and only then swaps
   the index: a change is durable before anyone is told it succeeded. Changes are serialised
   by the persistence lock.
@@ -21,7 +22,7 @@ from typing import Any
 
 from . import format as keyformat
 from . import tokens as tok
-from .changes import UNSET, Issued, KeyChanges
+from .changes import MAX_IMPORT_LEN, UNSET, Issued, KeyChanges
 from .issuing import TokenIssuer
 from .model import ACTIVE, DEFAULT_SCOPES, EXPIRED, REVOKED, SUSPENDED, Identity, Limits, Verifier
 from .persist import Persistence, VaultLike
@@ -30,7 +31,7 @@ from .table import KeyTable
 from .upstream import UpstreamKeys
 from .verdict import Reason, Verdict, refused_for
 
-MAX_PRESENTED_LEN = 512
+MAX_PRESENTED_LEN = MAX_IMPORT_LEN  # nothing longer was ever registered
 
 
 __all__ = ["Issued", "KeyStore"]
@@ -85,30 +86,31 @@ class KeyStore:
         parsed = keyformat.parse(presented) if presented.isascii() else None
         kid = parsed.kid if parsed is not None else None
         ident = t.by_kid.get(kid) if kid is not None else t.by_digest.get(digest)
-        retired = t.by_retired.get(digest)
         vs = ident.verifiers if ident is not None else ()
-        now = self._clock()
-        live = ended = False
+        hit = None
         # Always exactly two comparisons, whatever the table holds.
         for i in range(2):
             v = vs[i] if i < len(vs) else self._dummy
-            match = hmac.compare_digest(v.digest, digest)
-            live |= match and v.live(now)
-            ended |= match and not v.live(now)
+            if hmac.compare_digest(v.digest, digest):
+                hit = v
+        now = self._clock()
+        if ident is not None and hit is not None and hit.live(now):
+            reason = refused_for(ident, now)
+            if reason is None:
+                return Verdict(ident, "ok", ident.kid)
+            return Verdict(None, reason, ident.kid)
+        # Refused: only naming why costs a little more (a keyed digest, so the lookup tells
+        # a guesser nothing).
+        retired = t.by_retired.get(digest)
         if ident is None:
             if retired is not None:
                 why: Reason = "revoked" if retired.state == REVOKED else "secret_retired"
                 return Verdict(None, why, retired.kid)
             return Verdict(None, "unknown_key", kid)
-        if not live:
-            if ended or (retired is not None and retired.kid == ident.kid):
-                gone: Reason = "revoked" if ident.state == REVOKED else "secret_retired"
-                return Verdict(None, gone, ident.kid)
-            return Verdict(None, "wrong_secret", ident.kid)
-        reason = refused_for(ident, now)
-        if reason is not None:
-            return Verdict(None, reason, ident.kid)
-        return Verdict(ident, "ok", ident.kid)
+        if hit is not None or (retired is not None and retired.kid == ident.kid):
+            gone: Reason = "revoked" if ident.state == REVOKED else "secret_retired"
+            return Verdict(None, gone, ident.kid)
+        return Verdict(None, "wrong_secret", ident.kid)
 
     def verify(self, presented: str) -> Identity | None:
         """The identity ``presented`` belongs to, if it is a live secret of a usable key."""
