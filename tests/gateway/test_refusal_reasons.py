@@ -66,3 +66,17 @@ async def test_token_refusals_name_the_key(gw: GW) -> None:
     await gw.store.rotate("agent")  # the secret it was issued under is gone
     assert await _refused(gw, bearer(token)) == ("secret_retired", kid)
     assert await _refused(gw, bearer(token[:-2] + "AA")) == ("invalid_token", None)
+
+
+async def test_forward_auth_refusals_carry_kid_and_reason(gw: GW) -> None:
+    old = await gw.key("laptop")
+    kid = gw.store.get("laptop").kid
+    await gw.store.rotate("laptop")
+    headers = {"X-Original-URI": "/api/tags", "X-Original-Method": "GET", **bearer(old)}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(gw.url + "/localai-authd/verify", headers=headers) as r,
+    ):
+        assert r.status == 401
+    rec = gw.audit()[-1]
+    assert (rec["reason"], rec["key_id"]) == ("secret_retired", kid)
