@@ -21,19 +21,9 @@ from . import fields as f
 from . import usage_ops
 from .audit_ops import FIELDS as AUDIT_FIELDS
 from .audit_ops import read_audit
-from .context import ControlContext
+from .call import Call, Result
 
-Result = tuple[int, dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Call:
-    """One authorised request, decoded: the operation's inputs and who asked."""
-
-    ctx: ControlContext
-    peer_uid: int
-    params: Mapping[str, str]  # from the path, percent-decoded
-    body: Mapping[str, Any]  # the JSON object, fields already checked against the table
+__all__ = ["OPERATIONS", "Call", "Operation", "Result", "check_fields", "resolve"]
 
 
 Handler = Callable[[Call], Coroutine[Any, Any, Result]]
