@@ -121,6 +121,13 @@ def limit_problem(name: str, value: object) -> str | None:
     return None if ok else f"{name} must be a whole number from 0 to {MAX_LIMIT}"
 
 
+def _strings(value: object) -> tuple[str, ...] | None:
+    """A stored list of strings, or None if it is anything else."""
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return tuple(value)
+    return None
+
+
 def _time(value: object, fallback: float | None) -> float | None:
     """A stored time as a finite float; anything else becomes ``fallback``."""
     if value is None:
@@ -240,20 +247,27 @@ class Identity:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Identity:
         state = d.get("state", ACTIVE)
+        kid, name = d["kid"], d["name"]
+        if not (isinstance(kid, str) and isinstance(name, str)):
+            raise ValueError("a key's kid and name must be strings")
+        models = _strings(d.get("models", []))
         return cls(
-            kid=d["kid"],
-            name=d["name"],
-            scopes=tuple(d["scopes"]),
-            models=tuple(d.get("models", ())),
+            kid=kid,
+            name=name,
+            # Unknown scopes are dropped (narrower is safe); unreadable models are not: an
+            # empty list means "any model", so the key is suspended instead.
+            scopes=tuple(x for x in _strings(d.get("scopes")) or () if x in SCOPES),
+            models=models or (),
             created=_time(d.get("created"), 0.0) or 0.0,
             expires=_time(d.get("expires"), 0.0),  # an unreadable expiry: expired
             state=state if state in (ACTIVE, REVOKED) else REVOKED,
             revoked_at=_time(d.get("revoked_at"), None),
             rotated_at=_time(d.get("rotated_at"), None),
             imported=bool(d.get("imported", False)),
-            cert_subjects=tuple(d.get("cert_subjects", ())),
+            cert_subjects=_strings(d.get("cert_subjects", [])) or (),
             limits=Limits.from_json(d.get("limits")),
-            suspended=d.get("suspended", False) is not False,  # anything but false: suspended
+            # anything but false (or unreadable models): suspended
+            suspended=d.get("suspended", False) is not False or models is None,
             verifiers=tuple(Verifier.from_json(v) for v in d.get("verifiers", ())),
             retired=tuple(bytes.fromhex(x) for x in d.get("retired", ()))[:RETIRED_KEPT],
         )

@@ -86,6 +86,12 @@ def _stored(**over: object) -> dict[str, object]:
         {"limits": "lots"},
         {"suspended": "no"},
         {"state": "weird"},
+        {"scopes": "inference"},
+        {"scopes": 5},
+        {"scopes": ["inference", "root"]},
+        {"models": "llama3*"},
+        {"models": [1]},
+        {"cert_subjects": 3},
         {"verifiers": [{"digest": "00", "created": math.nan, "not_after": math.inf}]},
     ],
 )
@@ -94,6 +100,9 @@ def test_no_stored_value_crashes_a_reader(over: dict[str, object]) -> None:
     public = ident.public(2e9)
     json.dumps(public, allow_nan=False)  # the control plane can always answer
     assert not (over.get("expires") is not None and ident.usable(2e9))  # fail closed
+    assert set(ident.scopes) <= {"inference"}  # never wider than what was stored
+    if "models" in over:  # unreadable models would read as "any model": suspended instead
+        assert ident.suspended and not ident.usable(2e9)
 
 
 def test_an_old_table_row_loads_with_default_limits() -> None:
