@@ -15,6 +15,7 @@ from .model import (
     ACTIVE,
     DEFAULT_SCOPES,
     LIMIT_FIELDS,
+    MAX_GRACE_SECONDS,
     REVOKED,
     SUSPENDED,
     Identity,
@@ -31,9 +32,8 @@ from .table import KeyTable
 
 MIN_IMPORT_LEN = 16
 MAX_IMPORT_LEN = 512
-# The furthest a key may be set to expire, and the longest grace: bounds, not policy.
+# The furthest a key may be set to expire: a bound, not policy.
 MAX_EXPIRY_SECONDS = 100 * 366 * 86400.0
-MAX_GRACE_SECONDS = 366 * 86400.0
 
 
 class _Unset:

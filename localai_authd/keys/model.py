@@ -36,6 +36,7 @@ EXPIRED = "expired"
 RETIRED_KEPT = 4
 MAX_LIMIT = 10**12  # a bound, not a policy: anything larger is a typo or an attack
 MAX_KEEP_ALIVE = 366 * 86400.0
+MAX_GRACE_SECONDS = 366 * 86400.0  # a rotation's grace (key or signing secret): a bound
 
 
 def check_name(name: str) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import KeyringUnavailable, UsageError
 from . import tokens as tok
+from .model import MAX_GRACE_SECONDS
 from .persist import Persistence
 
 SIGNING_ENTRY = "token-signing"
@@ -69,8 +70,8 @@ class SigningSecrets:
         With ``grace`` 0 every older secret ends now. With a grace, no older secret's end
         moves later than it already was.
         """
-        if not (math.isfinite(grace) and grace >= 0):
-            raise UsageError("grace must be a finite number of seconds, not negative")
+        if not (math.isfinite(grace) and 0 <= grace <= MAX_GRACE_SECONDS):
+            raise UsageError(f"grace must be 0 to {MAX_GRACE_SECONDS:g} seconds")
         async with self._persist.lock:
             now = self._clock()
             new = tok.SigningSecret.new(now)

@@ -60,7 +60,7 @@ async def test_a_graced_rotation_never_extends_an_older_end(tmp_path: Path) -> N
     await s.close()
 
 
-@pytest.mark.parametrize("grace", [-1.0, math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("grace", [-1.0, math.nan, math.inf, -math.inf, 367 * 86400.0])
 async def test_bad_grace_is_refused_and_changes_nothing(tmp_path: Path, grace: float) -> None:
     s = await _store(tmp_path, Clock())
     before = s._vault.get(SIGNING_ENTRY)
