@@ -1,6 +1,6 @@
 """Model globs as a key stores them: which spellings are accepted at all.
 
-Only syntax lives here (matching is the gateway's, on parsed model references). A glob is
+Only syntax lives here (matching is :mod:`localai_authd.modelref`'s). A glob is
 1-200 characters of what model references are made of plus ``* ? [ ] !``, and every ``[``
 opens a non-empty class closed by a ``]``: ``fnmatch`` would silently read an unbalanced
 ``[`` as a literal, so the pattern would not mean what the operator typed.
@@ -9,6 +9,8 @@ opens a non-empty class closed by a ``]``: ``fnmatch`` would silently read an un
 from __future__ import annotations
 
 import re
+
+from ..modelref import BadReference, parse_glob
 
 MAX_GLOB = 200
 _CHARS = re.compile(rf"[A-Za-z0-9._:/*?\[\]!@+-]{{1,{MAX_GLOB}}}")
@@ -41,4 +43,8 @@ def check_glob(glob: object) -> str | None:
                 return f"invalid model pattern {glob!r}: an empty [] class"
             i = j
         i += 1
+    try:
+        parse_glob(glob)
+    except BadReference as e:
+        return f"invalid model pattern {glob!r}: {e}"
     return None

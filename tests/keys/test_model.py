@@ -44,7 +44,11 @@ def test_good_globs(good: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "[", "llama[", "llama[3", "a]", "[]", "[!]", "a[[b]", "!x", "x" * 201, "é"]
+    "bad",
+    [
+        *["", "[", "llama[", "llama[3", "a]", "[]", "[!]", "a[[b]", "!x", "x" * 201, "é"],
+        *["a//b", "/llama3", "llama3:", "a/b/c/d/e"],  # unreadable as a model reference
+    ],
 )
 def test_malformed_globs(bad: str) -> None:
     assert check_glob(bad) is not None
