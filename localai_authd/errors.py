@@ -50,7 +50,9 @@ EXIT_STATUS: dict[int, str] = {
     EXIT_FAILURE: "any other failure",
     EXIT_USAGE: "bad usage: unknown option, or an invalid name, scope, duration or field",
     EXIT_NOT_FOUND: "no such key",
-    EXIT_CONFLICT: "conflict: the name is taken, or the key cannot be rotated (revoked or expired)",
+    EXIT_CONFLICT: (
+        "conflict: the name is taken, the key cannot be rotated, or is not revoked (delete)"
+    ),
     EXIT_UNAVAILABLE: (
         "the daemon cannot be reached (is it running?), or its keyring is unavailable"
     ),

@@ -7,13 +7,14 @@ stdout with ``--json``), with an exit code from the table in ``authctl --help``.
 
 The package: ``group`` (the root group and its options), ``base`` (failures, the command
 classes, the one request-and-print helper), ``params`` (parameter types, shared options),
-``output`` (tables and JSON), and one module per family of commands (``keys``, ``admin``),
-each registering on the root group when imported here (``usage``: authctl usage).
+``output`` (tables and JSON), and one module per family of commands (``keys``,
+``lifecycle``, ``admin``), each registering on the root group when imported here
+(``usage``: authctl usage).
 """
 
 from __future__ import annotations
 
-from . import admin, keys, observe, usage  # noqa: F401  (importing registers the commands)
+from . import admin, keys, lifecycle, observe, usage  # noqa: F401  (importing registers them)
 from .group import cli
 
 __all__ = ["cli", "main"]

@@ -14,6 +14,7 @@ from ..keys.model import SCOPES
 from . import output as out
 from .base import Doc, Failure, State
 from .group import cli, pass_state
+from .limit_options import limit_options, limits_body
 from .params import (
     Duration,
     complete_names,
@@ -57,12 +58,24 @@ def _created(doc: Doc) -> str:
 @scope_option
 @models_option
 @expires_option
+@limit_options
 @pass_state
 def create(
-    state: State, name: str, scopes: tuple[str, ...], models: tuple[str, ...], expires: str | None
+    state: State,
+    /,
+    name: str,
+    scopes: tuple[str, ...],
+    models: tuple[str, ...],
+    expires: str | None,
+    **limits: Any,
 ) -> None:
-    """Create key NAME and print its secret, once."""
+    """Create key NAME and print its secret, once.
+
+    Limits left out (or 'default') follow the daemon's config defaults.
+    """
     body = {"name": name, **grants_body(scopes, models, expires)}
+    if lim := limits_body(limits):
+        body["limits"] = lim
     state.call("POST", "/v1/keys", body, human=_created)
 
 

@@ -9,9 +9,12 @@ from typing import Any
 
 
 def when(t: object, none: str = "never") -> str:
-    if not isinstance(t, int | float):
+    if not isinstance(t, int | float) or isinstance(t, bool):
         return none
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    try:  # NaN, Infinity and far-off times from a daemon of another version: never crash
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    except (ValueError, OverflowError, OSError):
+        return "?"
 
 
 def joined(v: object, empty: str) -> str:
@@ -54,7 +57,15 @@ def key_pairs(k: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("revoked", when(k.get("revoked_at"), "-")),
         ("imported", "yes" if k.get("imported") else "no"),
         ("certificates", joined(k.get("cert_subjects"), "-")),
+        ("limits", _limits(k.get("limits"))),
     ]
+
+
+def _limits(v: object) -> str:
+    if not isinstance(v, Mapping):
+        return "-"
+    given = [f"{k}={x}" for k, x in v.items() if x is not None]
+    return ", ".join(given) or "config defaults"
 
 
 def key_table(keys: Sequence[Mapping[str, Any]]) -> str:

@@ -15,25 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from ..durations import parse_duration
 from ..errors import MethodNotAllowed, UnknownField, UnknownOperation, UsageError
-from ..keys.model import DEFAULT_SCOPES, check_name
+from ..keys.model import Limits
+from . import fields as f
 from . import usage_ops
 from .audit_ops import FIELDS as AUDIT_FIELDS
 from .audit_ops import read_audit
-from .context import ControlContext
+from .call import Call, Result
 
-Result = tuple[int, dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Call:
-    """One authorised request, decoded: the operation's inputs and who asked."""
-
-    ctx: ControlContext
-    peer_uid: int
-    params: Mapping[str, str]  # from the path, percent-decoded
-    body: Mapping[str, Any]  # the JSON object, fields already checked against the table
+__all__ = ["OPERATIONS", "Call", "Operation", "Result", "check_fields", "resolve"]
 
 
 Handler = Callable[[Call], Coroutine[Any, Any, Result]]
@@ -54,56 +44,6 @@ class Operation:
         return re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template))
 
 
-# ---- field decoding: each refuses a wrong type with the field's name --------------------
-
-
-def _name(raw: object) -> str:
-    if not isinstance(raw, str):
-        raise UsageError("field 'name' must be a string")
-    problem = check_name(raw)
-    if problem:
-        raise UsageError(problem)
-    return raw
-
-
-def _str_list(body: Mapping[str, Any], field: str) -> tuple[str, ...] | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"field {field!r} must be a list of strings")
-    return tuple(value)
-
-
-def _seconds(body: Mapping[str, Any], field: str) -> float | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise UsageError(f'field {field!r} must be a duration like "30d" or a number of seconds')
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise UsageError(f"field {field!r}: {e}") from e
-
-
-def _bool(body: Mapping[str, Any], field: str) -> bool:
-    value = body.get(field, False)
-    if not isinstance(value, bool):
-        raise UsageError(f"field {field!r} must be true or false")
-    return value
-
-
-def _expires(body: Mapping[str, Any]) -> float | None:
-    seconds = _seconds(body, "expires")
-    return None if seconds is None else time.time() + seconds
-
-
-def _grants(body: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    scopes = _str_list(body, "scopes")
-    return (DEFAULT_SCOPES if scopes is None else scopes), (_str_list(body, "models") or ())
-
-
 # ---- the operations ---------------------------------------------------------------------
 
 
@@ -117,29 +57,61 @@ async def list_keys(call: Call) -> Result:
 
 
 async def show_key(call: Call) -> Result:
-    name = _name(call.params["name"])
+    name = f.name(call.params["name"])
     return 200, call.ctx.store.get(name).public(time.time())
 
 
 async def create_key(call: Call) -> Result:
     if "name" not in call.body:
         raise UsageError("field 'name' is required")
-    name = _name(call.body["name"])
-    scopes, models = _grants(call.body)
-    issued = await call.ctx.store.create(name, scopes, models, _expires(call.body))
+    name = f.name(call.body["name"])
+    scopes, models = f.grants(call.body)
+    limits = Limits().merged(f.limits(call.body))
+    issued = await call.ctx.store.create(name, scopes, models, f.expires(call.body), limits)
     return 201, {**issued.identity.public(time.time()), "key": issued.key}
 
 
+async def set_key(call: Call) -> Result:
+    name = f.name(call.params["name"])
+    ident = await call.ctx.store.edit(
+        name,
+        scopes=f.str_list(call.body, "scopes"),
+        models=f.str_list(call.body, "models"),
+        expires=f.expires_change(call.body),
+        limits=f.limits(call.body),
+    )
+    return 200, ident.public(time.time())
+
+
+async def suspend_key(call: Call) -> Result:
+    name = f.name(call.params["name"])
+    kill = f.flag(call.body, "kill_streams")
+    # Durable first, then end the streams (as for revoke).
+    ident = await call.ctx.store.suspend(name)
+    killed = call.ctx.streams.kill(ident.kid) if kill else 0
+    return 200, {**ident.public(time.time()), "streams_killed": killed}
+
+
+async def resume_key(call: Call) -> Result:
+    ident = await call.ctx.store.resume(f.name(call.params["name"]))
+    return 200, ident.public(time.time())
+
+
+async def delete_key(call: Call) -> Result:
+    ident = await call.ctx.store.delete(f.name(call.params["name"]))
+    return 200, {"name": ident.name, "kid": ident.kid, "deleted": True}
+
+
 async def rotate_key(call: Call) -> Result:
-    name = _name(call.params["name"])
-    grace = _seconds(call.body, "grace") or 0.0
+    name = f.name(call.params["name"])
+    grace = f.seconds(call.body, "grace") or 0.0
     issued = await call.ctx.store.rotate(name, grace)
     return 200, {**issued.identity.public(time.time()), "key": issued.key}
 
 
 async def revoke_key(call: Call) -> Result:
-    name = _name(call.params["name"])
-    kill = _bool(call.body, "kill_streams")
+    name = f.name(call.params["name"])
+    kill = f.flag(call.body, "kill_streams")
     # Durable first (the store commits before returning), then end the streams: a stream
     # killed for a revocation that failed to persist would be a lie to the operator.
     ident = await call.ctx.store.revoke(name)
@@ -148,34 +120,36 @@ async def revoke_key(call: Call) -> Result:
 
 
 async def import_key(call: Call) -> Result:
-    name = _name(call.params["name"])
+    name = f.name(call.params["name"])
     secret = call.body.get("secret")
     if not isinstance(secret, str) or not secret:
         raise UsageError("field 'secret' is required and must be a string")
-    scopes, models = _grants(call.body)
-    ident = await call.ctx.store.import_secret(name, secret, scopes, models, _expires(call.body))
+    scopes, models = f.grants(call.body)
+    limits = Limits().merged(f.limits(call.body))
+    ident = await call.ctx.store.import_secret(
+        name, secret, scopes, models, f.expires(call.body), limits
+    )
     return 201, ident.public(time.time())
 
 
 async def issue_token(call: Call) -> Result:
-    name = _name(call.params["name"])
+    name = f.name(call.params["name"])
     settings = call.ctx.tokens()
-    ttl = _seconds(call.body, "ttl") or settings.default_ttl
-    scopes = _str_list(call.body, "scopes")
+    ttl = f.seconds(call.body, "ttl") or settings.default_ttl
+    scopes = f.str_list(call.body, "scopes")
     ident = call.ctx.store.get(name)
-    token, exp = call.ctx.store.issue_token(ident, ttl, settings.max_ttl, scopes)
-    granted = [s for s in ident.scopes if scopes is None or s in scopes]
+    token, exp, granted = call.ctx.store.issue_token(ident, ttl, settings.max_ttl, scopes)
     return 200, {
         "name": name,
         "kid": ident.kid,
         "token": token,
         "expires_at": exp,
-        "scopes": granted,
+        "scopes": list(granted),
     }
 
 
 async def rotate_signing(call: Call) -> Result:
-    grace = _seconds(call.body, "grace") or 0.0
+    grace = f.seconds(call.body, "grace") or 0.0
     new = await call.ctx.store.rotate_signing_secret(grace)
     return 200, {"id": new.id, "signing_secrets": call.ctx.store.signing_status()}
 
@@ -188,12 +162,12 @@ def _subject(body: Mapping[str, Any]) -> str:
 
 
 async def bind_cert(call: Call) -> Result:
-    ident = await call.ctx.store.bind_cert(_name(call.params["name"]), _subject(call.body))
+    ident = await call.ctx.store.bind_cert(f.name(call.params["name"]), _subject(call.body))
     return 200, ident.public(time.time())
 
 
 async def unbind_cert(call: Call) -> Result:
-    ident = await call.ctx.store.unbind_cert(_name(call.params["name"]), _subject(call.body))
+    ident = await call.ctx.store.unbind_cert(f.name(call.params["name"]), _subject(call.body))
     return 200, ident.public(time.time())
 
 
@@ -202,7 +176,7 @@ async def list_upstream_keys(call: Call) -> Result:
 
 
 async def set_upstream_key(call: Call) -> Result:
-    name = _name(call.params["name"])
+    name = f.name(call.params["name"])
     secret = call.body.get("secret")
     if not isinstance(secret, str) or not secret:
         raise UsageError("field 'secret' is required and must be a string")
@@ -211,7 +185,7 @@ async def set_upstream_key(call: Call) -> Result:
 
 
 async def delete_upstream_key(call: Call) -> Result:
-    name = _name(call.params["name"])
+    name = f.name(call.params["name"])
     await call.ctx.store.delete_upstream_key(name)
     return 200, {"name": name, "set": False}
 
@@ -220,21 +194,24 @@ async def reload(call: Call) -> Result:
     return 200, await call.ctx.reload()
 
 
-_GRANTS = frozenset({"scopes", "models", "expires"})
+_GRANTS = frozenset({"scopes", "models", "expires", "limits"})
+_KEY = "/v1/keys/{name}"
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("status", "GET", "/v1/status", frozenset(), status),
     Operation("list", "GET", "/v1/keys", frozenset(), list_keys),
     Operation("create", "POST", "/v1/keys", _GRANTS | {"name"}, create_key),
-    Operation("show", "GET", "/v1/keys/{name}", frozenset(), show_key),
-    Operation("rotate", "POST", "/v1/keys/{name}/rotate", frozenset({"grace"}), rotate_key),
-    Operation("revoke", "POST", "/v1/keys/{name}/revoke", frozenset({"kill_streams"}), revoke_key),
-    Operation("import", "POST", "/v1/keys/{name}/import", _GRANTS | {"secret"}, import_key),
-    Operation("token", "POST", "/v1/keys/{name}/token", frozenset({"ttl", "scopes"}), issue_token),
-    Operation("bind-cert", "POST", "/v1/keys/{name}/bind-cert", frozenset({"subject"}), bind_cert),
-    Operation(
-        "unbind-cert", "POST", "/v1/keys/{name}/unbind-cert", frozenset({"subject"}), unbind_cert
-    ),
+    Operation("show", "GET", _KEY, frozenset(), show_key),
+    Operation("set", "POST", _KEY + "/set", _GRANTS, set_key),
+    Operation("suspend", "POST", _KEY + "/suspend", frozenset({"kill_streams"}), suspend_key),
+    Operation("resume", "POST", _KEY + "/resume", frozenset(), resume_key),
+    Operation("delete", "POST", _KEY + "/delete", frozenset(), delete_key),
+    Operation("rotate", "POST", _KEY + "/rotate", frozenset({"grace"}), rotate_key),
+    Operation("revoke", "POST", _KEY + "/revoke", frozenset({"kill_streams"}), revoke_key),
+    Operation("import", "POST", _KEY + "/import", _GRANTS | {"secret"}, import_key),
+    Operation("token", "POST", _KEY + "/token", frozenset({"ttl", "scopes"}), issue_token),
+    Operation("bind-cert", "POST", _KEY + "/bind-cert", frozenset({"subject"}), bind_cert),
+    Operation("unbind-cert", "POST", _KEY + "/unbind-cert", frozenset({"subject"}), unbind_cert),
     Operation(
         "rotate-signing-secret",
         "POST",

@@ -6,14 +6,12 @@ OPERATIONS table. The usage store is the daemon's (usage.py), read in memory.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..durations import parse_duration
 from ..errors import NotFound, UsageError
 from ..keys.model import check_name
-
-if TYPE_CHECKING:
-    from .handlers import Call, Result
+from .call import Call, Result
 
 MAX_SINCE = 400 * 86400.0
 

@@ -28,7 +28,7 @@ from .admission import Admission, reserialize
 from .errors import Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
 from .health import OWN_PREFIX, OwnEndpoints
-from .identify import Principal, authenticate
+from .identify import CredentialRefused, Principal, authenticate
 from .limits import TOKEN_PATHS, Effective, check_streams
 from .token_endpoint import exchange_token
 from .tokencount import TokenMeter, Tokens
@@ -65,6 +65,7 @@ class Ctx:
     out: Outcome = field(default_factory=Outcome)
     expect_done: bool = False
     audited: bool = False
+    presented_kid: str | None = None  # the key id a refused credential carried
 
 
 _CTX: web.RequestKey[Ctx] = web.RequestKey("localai_authd.ctx", Ctx)
@@ -373,6 +374,8 @@ class Gateway:
 
     def _refuse(self, request: web.Request, ctx: Ctx, r: Refusal) -> web.Response:
         ctx.out.status, ctx.out.outcome, ctx.out.reason = r.status, r.outcome, r.reason
+        if isinstance(r, CredentialRefused):
+            ctx.presented_kid = r.key_id
         resp = render(r, ctx.dialect, ctx.request_id)
         if r.status in (400, 413, 417, 505):
             resp.force_close()  # the rest of the request can't be trusted to frame right
@@ -387,7 +390,7 @@ class Gateway:
         rec: dict[str, Any] = {
             "kind": "request",
             "request_id": ctx.request_id,
-            "key_id": ident.kid if ident else None,
+            "key_id": ident.kid if ident else ctx.presented_kid,
             "key": ident.name if ident else None,
             "auth": ctx.principal.method if ctx.principal else None,
             "client": request.remote,

@@ -32,7 +32,7 @@ from ..keys.store import KeyStore
 from . import policy, routes, target
 from .errors import Refusal, render
 from .forward import Outcome
-from .identify import Principal, authenticate
+from .identify import CredentialRefused, Principal, authenticate
 
 
 class Gateway(Protocol):
@@ -55,6 +55,7 @@ class Ctx(Protocol):
     upstream: int
     out: Outcome
     special: str
+    presented_kid: str | None
 
 
 log = logging.getLogger("localai_authd.gateway")
@@ -156,4 +157,6 @@ def _deny(ctx: Ctx, r: Refusal) -> web.Response:
     status = 401 if r.status == 401 or r.reason == "malformed_credentials" else 403
     r.status = status
     ctx.out.status, ctx.out.outcome, ctx.out.reason = status, r.outcome, r.reason
+    if isinstance(r, CredentialRefused):
+        ctx.presented_kid = r.key_id
     return render(r, ctx.dialect, ctx.request_id)

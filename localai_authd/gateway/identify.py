@@ -27,6 +27,14 @@ from .tls import identity_name
 Fail = Callable[..., Refusal]
 
 
+class CredentialRefused(Refusal):
+    """A refused credential, with the key id it presented (for the audit record)."""
+
+    def __init__(self, base: Refusal, key_id: str | None) -> None:
+        super().__init__(base.status, base.reason, base.message, base.outcome, base.headers)
+        self.key_id = key_id
+
+
 @dataclass(frozen=True)
 class Principal:
     identity: Identity
@@ -61,8 +69,10 @@ def authenticate(
 ) -> Principal:
     basic_ok = basic_allowed(request, listener)
 
-    def fail(reason: str, message: str, error: str | None = "invalid_token") -> Refusal:
-        return unauthorized(reason, message, error, basic=basic_ok)
+    def fail(
+        reason: str, message: str, error: str | None = "invalid_token", kid: str | None = None
+    ) -> Refusal:
+        return CredentialRefused(unauthorized(reason, message, error, basic=basic_ok), kid)
 
     try:
         h = request.headers
@@ -116,19 +126,20 @@ def _from_credential(
                 else "HTTP Basic is only accepted on loopback or over TLS: use a Bearer key"
             )
             raise fail("basic_not_allowed", why)
-        ident = store.verify_basic(cred.user, cred.secret)
-        if ident is None:
-            raise fail("invalid_basic", "invalid name or key in Basic credentials")
-        return Principal(ident, "basic", cred.secret)
+        # The audit reason is precise (keys/verdict.py); the client's message is not.
+        v = store.check_basic(cred.user, cred.secret)
+        if v.identity is None:
+            raise fail(v.reason, "invalid name or key in Basic credentials", kid=v.kid)
+        return Principal(v.identity, "basic", cred.secret)
     if tok.looks_like_token(cred.secret):
-        ident = store.verify_token(cred.secret, cfg.tokens.leeway, cfg.tokens.max_ttl)
-        if ident is None:
-            raise fail("invalid_token", "invalid or expired token")
-        return Principal(ident, "token", cred.secret, token=True)
-    ident = store.verify(cred.secret)
-    if ident is None:
-        raise fail("invalid_key", "invalid, expired or revoked API key")
-    return Principal(ident, "key", cred.secret)
+        v = store.check_token(cred.secret, cfg.tokens.leeway, cfg.tokens.max_ttl)
+        if v.identity is None:
+            raise fail(v.reason, "invalid or expired token", kid=v.kid)
+        return Principal(v.identity, "token", cred.secret, token=True)
+    v = store.check(cred.secret)
+    if v.identity is None:
+        raise fail(v.reason, "invalid, expired or revoked API key", kid=v.kid)
+    return Principal(v.identity, "key", cred.secret)
 
 
 def _from_certificate(
@@ -142,7 +153,9 @@ def _from_certificate(
     name = identity_name(request.transport.get_extra_info("peercert"), tls.client_identity)
     if name is None:
         return None
-    ident = store.by_cert_subject(name)
-    if ident is None:
-        raise fail("cert_unbound", "the client certificate is not bound to any active key")
-    return Principal(ident, "cert")
+    v = store.check_cert(name)
+    if v.identity is None:
+        if v.kid is None:
+            raise fail("cert_unbound", "the client certificate is not bound to any active key")
+        raise fail(v.reason, "the client certificate's key may not be used now", kid=v.kid)
+    return Principal(v.identity, "cert")

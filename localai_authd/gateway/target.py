@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
 # RFC 3986 pchar minus "%" (escapes are checked separately): what may stand raw in a path.
-_PCHAR = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$")
-_QUERY = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@/?%\[\]|{}^`\"<>]*$")
+_PCHAR = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")  # fullmatch: "$" allows a final \n
+_QUERY = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%\[\]|{}^`\"<>]*")
 _ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # Escapes that decode to something with structural meaning, or to an escape again.
 _FORBIDDEN_ESCAPES = re.compile(r"%(2[eEfF]|5[cC]|25|00)")
@@ -56,7 +56,7 @@ def canonicalize(raw: str, method: str = "GET") -> Target:
     if "#" in raw:
         raise BadTarget("bad_target", "a fragment (#) is not allowed in a request target")
     raw_path, _, query = raw.partition("?")
-    if not _PCHAR.match(raw_path) or (query and not _QUERY.match(query)):
+    if not _PCHAR.fullmatch(raw_path) or (query and not _QUERY.fullmatch(query)):
         raise BadTarget("bad_target", "the request target has characters that must be escaped")
     if _ESCAPE.search(raw):
         raise BadTarget("bad_target", "malformed percent-escape in the request target")

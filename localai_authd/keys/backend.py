@@ -41,20 +41,31 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
-import contextlib
-import fcntl
 import hmac
 import json
 import os
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import keyring.backend
 import keyring.errors
 from keyring.compat import properties
+
+from .privatefile import (
+    KeyringFileError,
+    atomic_write,
+    check_private,
+    create_key_file,
+    flock,
+    os_errors,
+    read_private,
+    remove_stale_temps,
+)
+
+__all__ = ["CLASS_PATH", "DEFAULT_CREDENTIAL", "EncryptedFileKeyring", "KeyringFileError"]
 
 CLASS_PATH = f"{__name__}.EncryptedFileKeyring"
 STORE_NAME = "keyring.enc"
@@ -71,18 +82,8 @@ _VERSION = 1
 _HEADER = _MAGIC + bytes([_VERSION])
 _NONCE_LEN = 12
 _KEY_LEN = 32
-_TMP_PREFIXES = (f".{STORE_NAME}.", f".{KEY_NAME}.")
-_OPEN_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Entries = dict[str, dict[str, str]]
-
-
-class KeyringFileError(keyring.errors.InitError):
-    """The store, its key or its directory cannot be used; the message names the file and fix.
-
-    Never carries a secret. Deliberately not a PasswordDeleteError, so callers that ignore
-    "nothing to delete" never ignore this.
-    """
 
 
 class EncryptedFileKeyring(keyring.backend.KeyringBackend):
@@ -150,7 +151,7 @@ class EncryptedFileKeyring(keyring.backend.KeyringBackend):
     # keyring API
 
     def get_password(self, service: str, username: str) -> str | None:
-        with self._lock, _os_errors():
+        with self._lock, os_errors():
             d = self._checked_dir()
             key, source = self._key(d, have_lock=False)
             return self._read(d, key, source).get(service, {}).get(username)
@@ -178,10 +179,10 @@ class EncryptedFileKeyring(keyring.backend.KeyringBackend):
     # internals
 
     def _update(self, change: Callable[[Entries], None]) -> None:
-        with self._lock, _os_errors():
+        with self._lock, os_errors():
             d = self._checked_dir()
-            with _flock(d / LOCK_NAME):
-                _remove_stale_temps(d)
+            with flock(d / LOCK_NAME):
+                remove_stale_temps(d, (STORE_NAME, KEY_NAME))
                 key, source = self._key(d, have_lock=True)
                 # Copy: the cached dict must stay what is on disk if the write fails.
                 entries = {s: dict(u) for s, u in self._read(d, key, source).items()}
@@ -215,7 +216,7 @@ class EncryptedFileKeyring(keyring.backend.KeyringBackend):
                 return _parse_key(raw, source), source
         key_file = d / KEY_NAME
         source = f"key file {key_file}"
-        raw_key = _read_private(key_file)
+        raw_key = read_private(key_file)
         if raw_key is not None:
             return _parse_key(raw_key, source), source
         store = d / STORE_NAME
@@ -227,9 +228,9 @@ class EncryptedFileKeyring(keyring.backend.KeyringBackend):
                 "unreadable, so none is created"
             )
         if not have_lock:
-            with _flock(d / LOCK_NAME):
+            with flock(d / LOCK_NAME):
                 return self._key(d, have_lock=True)
-        _create_key_file(key_file)
+        create_key_file(key_file, _KEY_LEN)
         return self._key(d, have_lock=True)
 
     def _read(self, d: Path, key: bytes, source: str) -> Entries:
@@ -240,7 +241,7 @@ class EncryptedFileKeyring(keyring.backend.KeyringBackend):
             return {}
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
-            _check_private(st, path)
+            check_private(st, path)
             head = f.read(len(_HEADER) + _NONCE_LEN)
             if len(head) < len(_HEADER) + _NONCE_LEN or not head.startswith(_MAGIC):
                 raise KeyringFileError(f"{path} is not a localai-authd keyring (bad header)")
@@ -271,7 +272,7 @@ class EncryptedFileKeyring(keyring.backend.KeyringBackend):
         nonce = secrets.token_bytes(_NONCE_LEN)
         data = _HEADER + nonce + AESGCM(key).encrypt(nonce, plaintext, _HEADER)
         path = d / STORE_NAME
-        _atomic_write(path, data)
+        atomic_write(path, data)
         st = os.stat(path)
         self._cache = ((st.st_ino, st.st_mtime_ns, st.st_size, nonce), key, entries)
 
@@ -321,104 +322,6 @@ def _parse_key(raw: bytes, source: str) -> bytes:
 
 def _from_hex(text: bytes) -> bytes:
     return bytes.fromhex(text.decode("ascii"))
-
-
-def _read_private(path: Path) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        _check_private(os.fstat(f.fileno()), path)
-        return f.read()
-
-
-def _check_private(st: os.stat_result, path: Path) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise KeyringFileError(f"{path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise KeyringFileError(
-            f"{path} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"refusing to use it: chmod 0600 {path}, and consider the secrets in it exposed"
-        )
-
-
-def _create_key_file(path: Path) -> None:
-    """Create the key file complete or not at all (caller holds the flock).
-
-    A temp file then link(2): unlike writing into an O_EXCL-created key file directly, no
-    reader ever sees an empty or partial key, and kill -9 cannot leave one behind. link
-    fails if the name exists, so two creators can never end up with different keys.
-    """
-    tmp = path.with_name(f".{KEY_NAME}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, _OPEN_NEW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(_KEY_LEN))
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{STORE_NAME}.{secrets.token_hex(8)}.tmp")
-    # Mode 0600 from creation: chmod afterwards would leave a window with the umask's mode.
-    fd = os.open(tmp, _OPEN_NEW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    # The rename is durable only once the directory entry is on disk (fsync(2)).
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_stale_temps(d: Path) -> None:
-    # Called under the flock: every writer holds it while its temp file exists, so any temp
-    # file seen now was left by a crashed writer.
-    for entry in os.scandir(d):
-        if entry.name.startswith(_TMP_PREFIXES) and entry.name.endswith(".tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the last descriptor releases the lock
-
-
-@contextlib.contextmanager
-def _os_errors() -> Iterator[None]:
-    """OS failures as keyring errors, so keyring's callers see its documented exceptions."""
-    try:
-        yield
-    except OSError as e:
-        where = f" ({e.filename})" if e.filename else ""
-        raise KeyringFileError(f"keyring file access failed{where}: {e.strerror or e}") from e
-    except (ValueError, UnicodeError) as e:
-        # json or UTF-8 failure after a successful GCM check: written by a different program.
-        raise KeyringFileError(f"keyring store content is invalid: {type(e).__name__}") from e
 
 
 def _credential_present() -> bool:

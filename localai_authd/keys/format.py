@@ -25,8 +25,8 @@ SECRET_LEN = 43
 CRC_LEN = 6
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 KEY_RE = re.compile(
-    rf"^{PREFIX}(?P<kid>[0-9A-Za-z]{{{KID_LEN}}})_(?P<body>[0-9A-Za-z]{{{SECRET_LEN}}})"
-    rf"(?P<crc>[0-9A-Za-z]{{{CRC_LEN}}})$"
+    rf"{PREFIX}(?P<kid>[0-9A-Za-z]{{{KID_LEN}}})_(?P<body>[0-9A-Za-z]{{{SECRET_LEN}}})"
+    rf"(?P<crc>[0-9A-Za-z]{{{CRC_LEN}}})"
 )
 KEY_LEN = len(PREFIX) + KID_LEN + 1 + SECRET_LEN + CRC_LEN
 # Scanners (gitleaks, trufflehog custom rules) can use this without anchors.
@@ -77,7 +77,7 @@ def parse(key: str) -> ParsedKey | None:
     """
     if len(key) != KEY_LEN:
         return None
-    m = KEY_RE.match(key)
+    m = KEY_RE.fullmatch(key)
     if m is None:
         return None
     if not secrets.compare_digest(checksum(key[:-CRC_LEN]), m.group("crc")):

@@ -1,144 +1,97 @@
-"""Tokens and their signing secrets: the part of the key store that tokens need.
+"""The token signing secrets: one keyring entry, ``token-signing``, owned here.
 
-A mixin of :class:`~localai_authd.keys.store.KeyStore` (it uses the store's index, lock,
-vault and clock). The signing secrets live in the keyring entry ``token-signing``; a
-rotation keeps the previous secret valid for a grace period, so tokens carry the id of the
-secret that signed them.
+A rotation with a grace keeps the replaced secret valid for that long (tokens name the
+secret that signed them); a rotation without grace is the emergency case and ends every
+older secret at once, graced ones included.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import Conflict, KeyringUnavailable, UsageError
+from ..errors import KeyringUnavailable, UsageError
 from . import tokens as tok
-from .model import Identity, check_scopes
-
-if TYPE_CHECKING:
-    from .store import VaultLike
+from .model import MAX_GRACE_SECONDS
+from .persist import Persistence
 
 SIGNING_ENTRY = "token-signing"
 
 
-class TokenMixin:
-    # Provided by KeyStore.
-    _signing: dict[str, tok.SigningSecret]
-    _by_kid: dict[str, Identity]
-    _clock: Callable[[], float]
-    _lock: asyncio.Lock
-    _vault: VaultLike
+def _sane(s: tok.SigningSecret) -> tok.SigningSecret:
+    # A stored time that is not a finite number cannot be compared meaningfully: a
+    # not_after like that ends the secret (fail closed), a bad created time sorts first.
+    created = s.created if math.isfinite(s.created) else 0.0
+    not_after = s.not_after
+    if not_after is not None and not (
+        isinstance(not_after, int | float) and math.isfinite(not_after)
+    ):
+        not_after = 0.0
+    return tok.SigningSecret(s.id, s.secret, created, not_after)
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        raise NotImplementedError
 
-    def _load_signing_blocking(self) -> dict[str, tok.SigningSecret]:
-        raw = self._vault.get(SIGNING_ENTRY)
+class SigningSecrets:
+    def __init__(self, persist: Persistence, clock: Callable[[], float]) -> None:
+        self._persist = persist
+        self._clock = clock
+        self._secrets: dict[str, tok.SigningSecret] = {}
+
+    def load_blocking(self) -> dict[str, tok.SigningSecret]:
+        """Read (or, on first start, create) the secrets; runs on the keyring thread."""
+        vault = self._persist.vault
+        raw = vault.get(SIGNING_ENTRY)
         if raw is None:
             first = tok.SigningSecret.new(self._clock())
-            self._vault.set(SIGNING_ENTRY, json.dumps([first.to_json()]))
+            vault.set(SIGNING_ENTRY, json.dumps([first.to_json()]))
             return {first.id: first}
         try:
-            items = [tok.SigningSecret.from_json(d) for d in json.loads(raw)]
+            items = [_sane(tok.SigningSecret.from_json(d)) for d in json.loads(raw)]
         except (ValueError, KeyError, TypeError) as e:
             raise KeyringUnavailable(f"the token signing secrets are unreadable: {e}") from e
+        if not any(s.not_after is None for s in items):
+            raise KeyringUnavailable("the token signing secrets hold no current secret")
         return {s.id: s for s in items}
 
-    def verify_token(self, token: str, leeway: float, max_ttl: float) -> Identity | None:
-        """The identity a token speaks for, with its scopes narrowed as the token says.
+    def install(self, secrets: dict[str, tok.SigningSecret]) -> None:
+        self._secrets = secrets
 
-        Stateless: no token is stored. A token dies with its expiry, its key (revoked or
-        expired), the key secret it was issued under (rotated out past its grace), and its
-        signing secret.
-        """
-        now = self._clock()
-        claims = tok.verify(token, self._signing, now, leeway, max_ttl)
-        if claims is None:
-            return None
-        ident = self._by_kid.get(claims.kid)
-        if ident is None or not ident.usable(now):
-            return None
-        if not any(v.vid == claims.vid and v.live(now) for v in ident.verifiers):
-            return None
-        if claims.scopes is None:
-            return ident
-        return ident.with_(scopes=tuple(s for s in ident.scopes if s in claims.scopes))
+    def verify(self, token: str, leeway: float, max_ttl: float) -> tok.Claims | None:
+        return tok.verify(token, self._secrets, self._clock(), leeway, max_ttl)
 
-    def issue_token(
-        self,
-        ident: Identity,
-        ttl: float,
-        max_ttl: float,
-        scopes: tuple[str, ...] | None = None,
-        vid: str | None = None,
-        not_after: float | None = None,
-    ) -> tuple[str, int]:
-        """A token for ``ident`` valid ``ttl`` seconds; (token, expiry as a Unix time).
-
-        ``vid`` binds it to the secret that asked for it (the current one when not given);
-        ``not_after`` caps its expiry (a refreshed token may not outlive its predecessor's
-        key secret being rotated out, which the vid already ensures).
-        """
-        now = self._clock()
-        if not ident.usable(now):
-            raise Conflict(f"key {ident.name!r} is {ident.status(now)}")
-        if not 0 < ttl <= max_ttl:
-            raise UsageError(f"a token's lifetime must be more than 0 and at most {max_ttl:g}s")
-        if scopes is not None:
-            problem = check_scopes(scopes)
-            if problem:
-                raise UsageError(problem)
-            extra = [x for x in scopes if x not in ident.scopes]
-            if extra:
-                raise UsageError(f"key {ident.name!r} has no scope {extra[0]!r} to give a token")
-        live = [v for v in ident.verifiers if v.live(now)]
-        if vid is None:
-            current = [v for v in live if v.not_after is None] or live
-            if not current:
-                raise Conflict(f"key {ident.name!r} has no live secret")
-            vid = current[0].vid
-        signing = self.current_signing_secret()
-        exp = int(now + ttl) if not_after is None else int(min(now + ttl, not_after))
-        claims = tok.Claims(
-            ident.kid,
-            vid,
-            int(now),
-            exp,
-            tuple(dict.fromkeys(scopes)) if scopes is not None else None,
-        )
-        return tok.mint(signing, claims), exp
-
-    def token_claims(self, token: str, leeway: float, max_ttl: float) -> tok.Claims | None:
-        return tok.verify(token, self._signing, self._clock(), leeway, max_ttl)
-
-    def current_signing_secret(self) -> tok.SigningSecret:
-        live = [s for s in self._signing.values() if s.not_after is None]
+    def current(self) -> tok.SigningSecret:
+        live = [s for s in self._secrets.values() if s.not_after is None]
         return max(live, key=lambda s: s.created)
 
-    async def rotate_signing_secret(self, grace: float = 0.0) -> tok.SigningSecret:
-        """A new token signing secret; tokens signed by the old one live ``grace`` more seconds."""
-        if grace < 0:
-            raise UsageError("grace must not be negative")
-        async with self._lock:
+    async def rotate(self, grace: float = 0.0) -> tok.SigningSecret:
+        """A new signing secret; tokens signed by older ones live ``grace`` more seconds.
+
+        With ``grace`` 0 every older secret ends now. With a grace, no older secret's end
+        moves later than it already was.
+        """
+        if not (math.isfinite(grace) and 0 <= grace <= MAX_GRACE_SECONDS):
+            raise UsageError(f"grace must be 0 to {MAX_GRACE_SECONDS:g} seconds")
+        async with self._persist.lock:
             now = self._clock()
             new = tok.SigningSecret.new(now)
-            kept = [
-                tok.SigningSecret(s.id, s.secret, s.created, now + grace)
-                for s in self._signing.values()
-                if s.not_after is None and grace > 0
-            ] + [s for s in self._signing.values() if s.not_after is not None and s.live(now)]
+            kept: list[tok.SigningSecret] = []
+            if grace > 0:
+                for s in self._secrets.values():
+                    end = now + grace if s.not_after is None else min(s.not_after, now + grace)
+                    if end > now:
+                        kept.append(tok.SigningSecret(s.id, s.secret, s.created, end))
             items = {s.id: s for s in (*kept, new)}
-            doc = json.dumps([s.to_json() for s in items.values()])
-            await self._run(self._vault.set, SIGNING_ENTRY, doc)
-            self._signing = items
+            await self._persist.write(
+                SIGNING_ENTRY, json.dumps([s.to_json() for s in items.values()])
+            )
+            self._secrets = items
             return new
 
-    def signing_status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[dict[str, Any]]:
         now = self._clock()
         return [
             {"id": s.id, "created": s.created, "valid_until": s.not_after}
-            for s in sorted(self._signing.values(), key=lambda s: s.created)
+            for s in sorted(self._secrets.values(), key=lambda s: s.created)
             if s.live(now)
         ]

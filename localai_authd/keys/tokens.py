@@ -33,8 +33,8 @@ PREFIX = "tk_local_"
 SKID_LEN = 8
 SIG_LEN = 43
 MAX_LEN = 2048
-_SKID = re.compile(r"^[0-9a-f]{8}$")
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+_SKID = re.compile(r"[0-9a-f]{8}")  # fullmatch only: "$" allows a final newline
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _DUMMY = secrets.token_bytes(32)
 
 
@@ -79,7 +79,7 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes | None:
-    if not _B64URL.match(text) or len(text) % 4 == 1:
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         return None
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -145,7 +145,7 @@ def verify(
         return None
     skid, payload_b64, sig_b64 = body[:SKID_LEN], body[SKID_LEN:-SIG_LEN], body[-SIG_LEN:]
     sig = _unb64(sig_b64)
-    known = signing.get(skid) if _SKID.match(skid) else None
+    known = signing.get(skid) if _SKID.fullmatch(skid) else None
     expected = _sign(known.secret if known else _DUMMY, token[:-SIG_LEN])
     good = hmac.compare_digest(expected, sig if sig is not None and len(sig) == 32 else b"\0" * 32)
     if not good or known is None or not known.live(now):

@@ -1,22 +1,18 @@
 """The upstreams' own API keys (vLLM --api-key, LocalAI API_KEY): kept in the keyring.
 
-A mixin of :class:`~localai_authd.keys.store.KeyStore`. One keyring entry,
-``upstream-keys``, holds ``{name: secret}``; ``[[upstream]] key_name`` says which one the
-gateway sends to that upstream (as ``Authorization: Bearer``) in place of the client's
-credentials, which never reach the upstream.
+One keyring entry, ``upstream-keys``, owned here, holds ``{name: secret}``;
+``[[upstream]] key_name`` says which one the gateway sends to that upstream (as
+``Authorization: Bearer``) in place of the client's credentials, which never reach the
+upstream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from ..errors import KeyringUnavailable, NotFound, UsageError
-
-if TYPE_CHECKING:
-    from .store import VaultLike
+from .model import check_name
+from .persist import Persistence
 
 UPSTREAM_KEYS_ENTRY = "upstream-keys"
 MAX_UPSTREAM_KEY = 4096
@@ -30,17 +26,14 @@ def check_upstream_key(secret: str) -> str | None:
     return None
 
 
-class UpstreamKeysMixin:
-    # Provided by KeyStore.
-    _upstream_keys: dict[str, str]
-    _lock: asyncio.Lock
-    _vault: VaultLike
+class UpstreamKeys:
+    def __init__(self, persist: Persistence) -> None:
+        self._persist = persist
+        self._keys: dict[str, str] = {}
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        raise NotImplementedError
-
-    def _load_upstream_keys_blocking(self) -> dict[str, str]:
-        raw = self._vault.get(UPSTREAM_KEYS_ENTRY)
+    def load_blocking(self) -> dict[str, str]:
+        """Read the entry; runs on the keyring thread."""
+        raw = self._persist.vault.get(UPSTREAM_KEYS_ENTRY)
         if raw is None:
             return {}
         try:
@@ -53,27 +46,28 @@ class UpstreamKeysMixin:
             raise KeyringUnavailable(f"the upstream keys in the keyring are unreadable: {e}") from e
         return dict(doc)
 
-    def upstream_key(self, name: str) -> str | None:
-        return self._upstream_keys.get(name)
+    def install(self, keys: dict[str, str]) -> None:
+        self._keys = keys
 
-    def upstream_key_names(self) -> list[str]:
-        return sorted(self._upstream_keys)
+    def get(self, name: str) -> str | None:
+        return self._keys.get(name)
 
-    async def set_upstream_key(self, name: str, secret: str) -> None:
-        from .model import check_name  # the same rules as key names
+    def names(self) -> list[str]:
+        return sorted(self._keys)
 
+    async def set(self, name: str, secret: str) -> None:
         problem = check_name(name) or check_upstream_key(secret)
         if problem:
             raise UsageError(problem.replace("key name", "upstream key name"))
-        async with self._lock:
-            new = {**self._upstream_keys, name: secret}
-            await self._run(self._vault.set, UPSTREAM_KEYS_ENTRY, json.dumps(new))
-            self._upstream_keys = new
+        async with self._persist.lock:
+            new = {**self._keys, name: secret}
+            await self._persist.write(UPSTREAM_KEYS_ENTRY, json.dumps(new))
+            self._keys = new
 
-    async def delete_upstream_key(self, name: str) -> None:
-        async with self._lock:
-            if name not in self._upstream_keys:
+    async def delete(self, name: str) -> None:
+        async with self._persist.lock:
+            if name not in self._keys:
                 raise NotFound(f"no upstream key named {name!r}")
-            new = {k: v for k, v in self._upstream_keys.items() if k != name}
-            await self._run(self._vault.set, UPSTREAM_KEYS_ENTRY, json.dumps(new))
-            self._upstream_keys = new
+            new = {k: v for k, v in self._keys.items() if k != name}
+            await self._persist.write(UPSTREAM_KEYS_ENTRY, json.dumps(new))
+            self._keys = new

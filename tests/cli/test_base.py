@@ -34,6 +34,10 @@ JSON_CASES: dict[str, tuple[list[list[str]], list[str]]] = {
     # --json prints JSON Lines; one record (the same one each time) is one JSON object
     "audit": ([], ["audit", "--key", "base", "--status", "2xx", "--limit", "1"]),
     "doctor": ([], ["doctor"]),
+    "set": ([], ["set", "base", "--rpm", "{n}"]),
+    "suspend": ([["create", "k{n}"]], ["suspend", "k{n}"]),
+    "resume": ([["create", "k{n}"], ["suspend", "k{n}"]], ["resume", "k{n}"]),
+    "delete": ([["create", "k{n}"], ["revoke", "k{n}"]], ["delete", "k{n}"]),
 }
 STDIN = "a-secret-read-from-stdin-{n}\n"
 

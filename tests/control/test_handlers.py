@@ -8,8 +8,8 @@ import pwd
 
 import pytest
 
+from localai_authd.control.access import authorize
 from localai_authd.control.handlers import OPERATIONS, check_fields, resolve
-from localai_authd.control.server import authorize
 from localai_authd.errors import MethodNotAllowed, UnknownField, UnknownOperation
 
 
@@ -42,6 +42,7 @@ def test_every_action_is_routed_once() -> None:
         "upstream-key-list", "upstream-key-set", "upstream-key-delete",
         "usage",
         "audit",
+        "set", "suspend", "resume", "delete",
     }  # fmt: skip
 
 
@@ -51,7 +52,7 @@ def test_wrong_method_names_the_allowed_ones() -> None:
     assert sorted(e.value.allowed) == ["GET", "POST"]
 
 
-@pytest.mark.parametrize("path", ["/", "/v1", "/v1/keys/", "/v1/keys/a/b", "/v1/keys/a/delete"])
+@pytest.mark.parametrize("path", ["/", "/v1", "/v1/keys/", "/v1/keys/a/b", "/v1/keys/a/remove"])
 def test_unknown_operations(path: str) -> None:
     with pytest.raises(UnknownOperation):
         resolve("GET", path)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from localai_authd.control.server import bind_socket
+from localai_authd.control.access import bind_socket
 from localai_authd.errors import ControlSocketError
 from localai_authd.keys.store import KeyStore
 from tests.control.conftest import close_control, open_control

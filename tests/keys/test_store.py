@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from localai_authd.errors import Conflict, KeyringUnavailable, NotFound, UsageError
-from localai_authd.keys.store import PEPPER_ENTRY, TABLE_ENTRY, KeyStore
+from localai_authd.keys.store import KeyStore
+from localai_authd.keys.table import PEPPER_ENTRY, TABLE_ENTRY
 from localai_authd.keys.vault import open_vault
 
 
