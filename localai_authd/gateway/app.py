@@ -25,11 +25,12 @@ from ..streams import StreamRegistry
 from . import headers as hdrs
 from . import inspection, listing, policy, routes, target
 from .admission import Admission, reserialize
-from .errors import Refusal, render
+from .errors import Dialect, Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
 from .health import OWN_PREFIX, OwnEndpoints
 from .identify import CredentialRefused, Principal, authenticate
 from .limits import TOKEN_PATHS, Effective, check_streams
+from .redact import redact
 from .token_endpoint import exchange_token
 from .tokencount import TokenMeter, Tokens
 
@@ -48,7 +49,7 @@ class Ctx:
 
     request_id: str
     started: float
-    dialect: str = "ollama"
+    dialect: Dialect = "ollama"
     path: str = ""
     identity: Identity | None = None
     principal: Principal | None = None
@@ -155,10 +156,7 @@ class Gateway:
             raise Refusal(
                 505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served", "bad_request"
             )
-        try:
-            tgt = target.canonicalize(request.raw_path, request.method)
-        except target.BadTarget as e:
-            raise Refusal(e.status, e.reason, e.message, "bad_request") from None
+        tgt = target.canonicalize(request.raw_path, request.method)
         ctx.dialect = tgt.dialect
         ctx.path = tgt.path
         if self.audit.refusing:  # [audit] required: nothing is served unaudited
@@ -182,10 +180,7 @@ class Gateway:
         if picked is None:
             raise Refusal(404, "route_not_allowed", f"{tgt.path} is not served here")
         ctx.upstream, upstream_path = picked
-        try:
-            ctx.route = self._route(request.method, upstream_path)
-        except target.BadTarget as e:
-            raise Refusal(e.status, e.reason, e.message) from None
+        ctx.route = self._route(request.method, upstream_path)
         decision = policy.decide_route(ctx.identity.scopes, ctx.route)
         if not decision.allowed:
             raise Refusal(
@@ -377,8 +372,6 @@ class Gateway:
         if isinstance(r, CredentialRefused):
             ctx.presented_kid = r.key_id
         resp = render(r, ctx.dialect, ctx.request_id)
-        if r.status in (400, 413, 417, 505):
-            resp.force_close()  # the rest of the request can't be trusted to frame right
         self._audit(request, ctx)
         return resp
 
@@ -394,9 +387,10 @@ class Gateway:
             "key": ident.name if ident else None,
             "auth": ctx.principal.method if ctx.principal else None,
             "client": request.remote,
-            "method": ctx.method or request.method,
-            "path": ctx.path or None,
-            "model": ctx.models[0] if ctx.models else None,
+            # Client-chosen text is redacted: a method, path or model name may be a key.
+            "method": redact(ctx.method or request.method),
+            "path": redact(ctx.path) if ctx.path else None,
+            "model": redact(ctx.models[0]) if ctx.models else None,
             "status": ctx.out.status,
             "bytes_in": ctx.bytes_in,
             "bytes_out": ctx.out.bytes_out,

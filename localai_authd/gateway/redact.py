@@ -1,0 +1,86 @@
+"""What looks like a credential, and text with it taken out. Pure.
+
+"Looks like" is deliberately wider than "is": the point is that no answer, log line, audit
+record or forwarded URL ever holds a key or a token, even a truncated, re-cased or encoded
+one. What counts:
+
+- our prefixes (``sk_local_`` keys, ``tk_local_`` tokens; see keys/format.py and
+  keys/tokens.py), in any case, with ``_`` or ``-``, followed by anything or nothing;
+- a key with its prefix cut off: 12 base62 characters (the key id), ``_``, then 16 or more
+  base62 characters with digits and both cases (the random secret);
+- a base64url JSON object (``eyJ...``): the payload of our tokens, and of JWTs;
+- any of these inside a base64 blob (``Basic`` credentials are base64 of ``name:key``);
+- any of these after percent-decoding, up to three times (``%5F``, ``%255F``, ``+``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from urllib.parse import unquote
+
+from ..keys import format as keyformat
+from ..keys import tokens
+
+REDACTED = "[redacted]"
+
+_PREFIXES = "|".join(
+    re.escape(p.rstrip("_")).replace("_", "[_-]") for p in (keyformat.PREFIX, tokens.PREFIX)
+)
+_DIRECT = re.compile(
+    # The prefix must not be glued to a word before it ("task_local" is no key).
+    rf"(?i)(?<![A-Za-z0-9])(?:{_PREFIXES})(?:[_-][A-Za-z0-9_-]*)?"
+    # A key without its prefix: key id, "_", secret with digits and both cases.
+    r"|(?<![A-Za-z0-9])[0-9A-Za-z]{12}_(?=[0-9A-Za-z]*[0-9])(?=[0-9A-Za-z]*[A-Z])"
+    r"(?=[0-9A-Za-z]*[a-z])[0-9A-Za-z]{16,}"
+    # base64url of a JSON object: token and JWT payloads.
+    r"|eyJ[A-Za-z0-9_-]{8,}"
+)
+_BLOB = re.compile(r"[A-Za-z0-9+/_-]{16,}=*")
+_DECODE_ROUNDS = 3
+
+
+def _in_blob(blob: str) -> bool:
+    """Does this base64 (standard or url-safe) run decode to something credential-like?"""
+    text = blob.rstrip("=").replace("-", "+").replace("_", "/")
+    for start in range(4):  # the run may begin mid-blob (after "Basic" or "auth=")
+        part = text[start:]
+        part = part[: len(part) - len(part) % 4]
+        if len(part) < 12:
+            break
+        try:
+            raw = base64.b64decode(part, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if _DIRECT.search(raw.decode("latin-1")):
+            return True
+    return False
+
+
+def _plain(text: str) -> bool:
+    if _DIRECT.search(text):
+        return True
+    return any(_in_blob(m.group()) for m in _BLOB.finditer(text))
+
+
+def looks_like_credential(text: str) -> bool:
+    """True if ``text`` holds anything that looks like a key or token (see the module doc)."""
+    for _ in range(_DECODE_ROUNDS + 1):
+        if _plain(text):
+            return True
+        decoded = unquote(text.replace("+", " "), errors="replace")
+        if decoded == text:
+            return False
+        text = decoded
+    return _plain(text)
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential-like part replaced; wholly replaced if what looks like
+    a credential cannot be cut out on its own (encoded, inside a blob)."""
+    if not looks_like_credential(text):
+        return text
+    cut = _DIRECT.sub(REDACTED, text)
+    cut = _BLOB.sub(lambda m: REDACTED if _in_blob(m.group()) else m.group(), cut)
+    return REDACTED if looks_like_credential(cut) else cut
