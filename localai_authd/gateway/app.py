@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from ..audit import Audit
 from ..config import Config
@@ -30,7 +31,8 @@ from .forward import Outcome, forward, new_session, stream_body
 from .health import OWN_PREFIX, OwnEndpoints
 from .identify import CredentialRefused, Principal, authenticate
 from .limits import TOKEN_PATHS, Effective, check_streams
-from .redact import redact
+from .parse_refusals import ParseRefusals
+from .redact import looks_like_credential, redact
 from .token_endpoint import exchange_token
 from .tokencount import TokenMeter, Tokens
 
@@ -98,6 +100,8 @@ class Gateway:
         self.audit = audit
         self.streams = streams
         self._ids = _RequestIds()
+        # Requests aiohttp's parser refused never reach handle(): the runner reports them.
+        self.parse_refusals = ParseRefusals(audit.write, self._ids.next)
         self._routes: dict[tuple[str, str], routes.Route] = {}
         self._session: aiohttp.ClientSession | None = None
         self._apps_running = 0
@@ -139,6 +143,8 @@ class Gateway:
 
     async def _on_cleanup(self, app: web.Application) -> None:
         self._apps_running -= 1
+        if self._apps_running == 0:
+            self.parse_refusals.flush()
         if self._apps_running == 0 and self._session is not None:
             await self._session.close()
             self._session = None
@@ -162,6 +168,13 @@ class Gateway:
         if self.audit.refusing:  # [audit] required: nothing is served unaudited
             raise Refusal(
                 503, "audit_unavailable", "the audit trail cannot be written", "unavailable"
+            )
+        if looks_like_credential(hdrs.forwarded_values(request.headers.items())):
+            raise Refusal(
+                400,
+                "credential_in_header",
+                "a credential is accepted only in the Authorization or x-api-key header",
+                "bad_request",
             )
         listener = self.cfg.listen[min(request.app[LISTENER], len(self.cfg.listen) - 1)]
         ctx.principal = self.admission.authenticate(
@@ -346,13 +359,24 @@ class Gateway:
             return stream_body(request.content, self.cfg.max_upload_bytes)
         limit = self.cfg.max_body_bytes
         chunks: list[bytes] = []
-        async for chunk in request.content.iter_any():
-            ctx.bytes_in += len(chunk)
-            if ctx.bytes_in > limit:
-                raise Refusal(
-                    413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
-                )
-            chunks.append(chunk)
+        try:
+            async for chunk in request.content.iter_any():
+                ctx.bytes_in += len(chunk)
+                if ctx.bytes_in > limit:
+                    raise Refusal(
+                        413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
+                    )
+                chunks.append(chunk)
+        except RequestPayloadError as e:
+            # The parser refused the body's framing (a bad chunk size, a short body): the
+            # same audit reason as a refused head, named by the parser's own error class.
+            cause = e.__cause__ or e
+            raise Refusal(
+                400,
+                f"http_parse_error:{type(cause).__name__}",
+                "the request body is malformed",
+                "bad_request",
+            ) from None
         body = b"".join(chunks)
         if ctx.route.model_from == "body":
             ctx.doc, ctx.models = inspection.inspect(ctx.route, body)
@@ -406,20 +430,3 @@ class Gateway:
                 hook(rec, ctx)
             except Exception:  # a reader's bug must not fail the request
                 log.exception("an audit record hook failed")
-
-
-class _ScrubBadRequests(logging.Filter):
-    """aiohttp logs a malformed request with the offending raw line (which may hold a
-    credential): keep the event, drop the details."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            record.msg = f"{record.msg} ({type(record.exc_info[1]).__name__}; details withheld)"
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def install_log_scrubber() -> None:
-    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal"):
-        logging.getLogger(name).addFilter(_ScrubBadRequests())

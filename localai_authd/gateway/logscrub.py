@@ -1,0 +1,65 @@
+"""No credential in the journal: a logging filter that redacts what log records say.
+
+aiohttp logs a malformed request with the offending raw line in the exception (which may
+hold a credential): the event is kept, the details are dropped. Every other record (ours
+included) has whatever looks like a credential redacted from its message and traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .redact import looks_like_credential, redact
+
+# Filters on a logger see only records logged to that very logger, not its children's:
+# name each one that logs, and also filter the root logger's handlers (the journal).
+_LOGGERS = (
+    "aiohttp.access",
+    "aiohttp.client",
+    "aiohttp.internal",
+    "aiohttp.server",
+    "aiohttp.web",
+    "aiohttp.websocket",
+    "asyncio",
+    "localai_authd",
+    "localai_authd.audit",
+    "localai_authd.control",
+    "localai_authd.daemon",
+    "localai_authd.gateway",
+    "localai_authd.keys",
+)
+
+
+class Scrub(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_localai_scrubbed", False):
+            return True
+        record._localai_scrubbed = True
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and record.name.startswith("aiohttp"):
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}; details withheld)"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        elif record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = redact(text)
+        message = record.getMessage()
+        if looks_like_credential(message):
+            record.msg = redact(message)
+            record.args = None
+        return True
+
+
+def install() -> None:
+    """Idempotent: the daemon calls it at start, every quiet runner before it serves."""
+    for name in _LOGGERS:
+        _add(logging.getLogger(name))
+    for handler in logging.getLogger().handlers:
+        _add(handler)
+
+
+def _add(target: logging.Filterer) -> None:
+    if not any(isinstance(f, Scrub) for f in target.filters):
+        target.addFilter(Scrub())
