@@ -33,6 +33,7 @@ from .identify import CredentialRefused, Principal, authenticate
 from .limits import TOKEN_PATHS, Effective, check_streams
 from .parse_refusals import ParseRefusals
 from .redact import looks_like_credential, redact
+from .runner import PARSE_REFUSED
 from .token_endpoint import exchange_token
 from .tokencount import TokenMeter, Tokens
 
@@ -128,6 +129,7 @@ class Gateway:
 
         app = web.Application(client_max_size=self.cfg.max_body_bytes, middlewares=[everything])
         app[GATEWAY] = self
+        app[PARSE_REFUSED] = self.parse_refusals.refused
         app[LISTENER] = listener
         # [\s\S], not ".": a decoded %0a must reach our checks (and its 400), not the router.
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle, expect_handler=self.expect)

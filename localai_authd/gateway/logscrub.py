@@ -42,9 +42,11 @@ class Scrub(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         elif record.exc_info:
-            text = logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
-            record.exc_text = redact(text)
+            # Formatters reuse a record's exc_text once set: the traceback every handler
+            # prints is then the redacted one (exc_info stays, for whoever inspects it).
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            if looks_like_credential(text):
+                record.exc_text = redact(text)
         message = record.getMessage()
         if looks_like_credential(message):
             record.msg = redact(message)

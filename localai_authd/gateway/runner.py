@@ -25,10 +25,11 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 from aiohttp.web_request import BaseRequest
 
 from . import logscrub
-from .app import GATEWAY
 from .errors import SERVER
 
 ParseRefused = Callable[[str | None, BaseException], None]
+# Where an app says who hears of its parser refusals (the gateway: its audit trail).
+PARSE_REFUSED: web.AppKey[ParseRefused] = web.AppKey("parse_refused")
 
 
 class SeamBroken(RuntimeError):
@@ -81,14 +82,20 @@ class _QuietServer(web.Server):
         return _QuietRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
-class QuietRunner(web.AppRunner):
-    __slots__ = ("_on_parse_refused",)
+async def _name_ourselves(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER
 
-    def __init__(
-        self, app: web.Application, *, on_parse_refused: ParseRefused | None = None, **kw: Any
-    ) -> None:
+
+class QuietRunner(web.AppRunner):
+    """For any app of ours. ``server_header``: name every answer "localai-authd" (aiohttp's
+    default names Python's and aiohttp's versions); the gateway sets it itself, for free."""
+
+    __slots__ = ()
+
+    def __init__(self, app: web.Application, *, server_header: bool = True, **kw: Any) -> None:
         super().__init__(app, **kw)
-        self._on_parse_refused = on_parse_refused
+        if server_header:
+            app.on_response_prepare.append(_name_ourselves)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -105,14 +112,13 @@ class QuietRunner(web.AppRunner):
                 "aiohttp did not build the quiet server (is aiohttp the pinned version?): "
                 "refusing to serve requests whose errors would be echoed"
             )
-        server.on_parse_refused = self._on_parse_refused
+        server.on_parse_refused = self.app.get(PARSE_REFUSED)
 
 
 class GatewayRunner(QuietRunner):
-    """The gateway's listeners: parser refusals go to the gateway's audit trail."""
+    """The gateway's listeners (every answer already carries our Server header)."""
 
     __slots__ = ()
 
     def __init__(self, app: web.Application, **kw: Any) -> None:
-        kw.setdefault("on_parse_refused", app[GATEWAY].parse_refusals.refused)
-        super().__init__(app, **kw)
+        super().__init__(app, server_header=False, **kw)
