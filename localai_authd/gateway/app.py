@@ -171,7 +171,7 @@ class Gateway:
             raise Refusal(
                 503, "audit_unavailable", "the audit trail cannot be written", "unavailable"
             )
-        if looks_like_credential(hdrs.forwarded_values(request.headers.items())):
+        if looks_like_credential(hdrs.forwarded_text(request.headers.items())):
             raise Refusal(
                 400,
                 "credential_in_header",

@@ -70,10 +70,11 @@ def _connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
     return named
 
 
-def forwarded_values(headers: Iterable[tuple[str, str]]) -> str:
-    """The values of the client's headers that reach the upstream (Host as X-Forwarded-Host),
-    one per line: what must hold no credential."""
-    return "\n".join(v for k, v in headers if forwardable(k) or k.lower() == "host")
+def forwarded_text(headers: Iterable[tuple[str, str]]) -> str:
+    """The client's headers that reach the upstream (Host as X-Forwarded-Host), names (an
+    allowed prefix leaves the rest of a name free) and values, one per line: what must hold
+    no credential."""
+    return "\n".join(f"{k}\n{v}" for k, v in headers if forwardable(k) or k.lower() == "host")
 
 
 def to_upstream(

@@ -29,12 +29,13 @@ class Req:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b'{"model":"llama3","prompt":"hi","stream":false}'
     version: str = "HTTP/1.1"
+    host: str = "127.0.0.1"
     raw_headers: bytes = b""  # appended as they are (malformed on purpose)
     chunked_body: bytes | None = None
 
     def bytes(self) -> bytes:
         target = self.path + (f"?{self.query}" if self.query else "")
-        head = f"{self.method} {target} {self.version}\r\nHost: 127.0.0.1\r\n"
+        head = f"{self.method} {target} {self.version}\r\nHost: {self.host}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in self.headers)
         if self.chunked_body is not None:
             return (
@@ -95,6 +96,11 @@ def _header_name(r: Req, c: str) -> str:
     return c
 
 
+def _header_name_prefixed(r: Req, c: str) -> str:
+    r.headers.append((f"X-Stainless-{c}", "1"))  # X-Stainless-* is forwarded
+    return c
+
+
 def _path(encode: Callable[[str], str]) -> Callable[[Req, str], str]:
     def place(r: Req, c: str) -> str:
         r.path = r.path.rstrip("/") + "/" + encode(c)
@@ -111,7 +117,20 @@ def _query(encode: Callable[[str], str]) -> Callable[[Req, str], str]:
     return place
 
 
+def _method(r: Req, c: str) -> str:
+    r.method = c.upper()  # a method is any token; upper case is how methods look
+    return r.method
+
+
+def _host(r: Req, c: str) -> str:
+    r.host = c
+    return c
+
+
 PLACES: dict[str, Callable[[Req, str], str]] = {
+    "method": _method,
+    "host": _host,
+    "allowed-prefix-header-name": _header_name_prefixed,
     "authorization-bare": _header("Authorization", lambda c: c),
     "authorization-unknown-scheme": _header("Authorization", lambda c: f"Token {c}"),
     "x-api-key-two-words": _header("x-api-key", lambda c: f"Bearer {c}"),
