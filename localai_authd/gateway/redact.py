@@ -73,6 +73,15 @@ def _maybe(text: str) -> bool:
     return "local" in low or "eyj" in low or _RUN.search(text) is not None
 
 
+def marked(text: str) -> bool:
+    """The cheap part of :func:`looks_like_credential`: a key or token prefix, or a
+    base64url JSON payload, as they are (no decoding, no unprefixed keys, no blobs)."""
+    return bool(
+        ("local" in text.lower() and _PREFIXED.search(text))
+        or ("eyJ" in text and _JSON64.search(text))
+    )
+
+
 def _direct(text: str) -> bool:
     # Each pattern only where its cheap marker is: this runs on every request's path, query
     # and forwarded header values, and the regexes alone cost microseconds per call.

@@ -12,7 +12,9 @@ from localai_authd.keys import format as keyformat
 KEY = keyformat.mint(keyformat.new_kid())
 
 
-@pytest.mark.parametrize("name", ["localai_authd", "localai_authd.control", "aiohttp.server"])
+@pytest.mark.parametrize(
+    "name", ["localai_authd", "localai_authd.audit", "localai_authd.control", "aiohttp.server"]
+)
 def test_messages_and_tracebacks_are_redacted(caplog: pytest.LogCaptureFixture, name: str) -> None:
     logscrub.install()
     logscrub.install()  # idempotent: one filter each
