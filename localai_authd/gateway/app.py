@@ -61,6 +61,7 @@ class Ctx:
     route: routes.Route | None = None
     upstream: int = 0
     forward_target: str = ""
+    client_headers: list[tuple[str, str]] = field(default_factory=list)  # what may go on
     models: list[str] | None = None
     doc: dict[str, Any] | None = None  # the JSON body the upstream will act on (body.py)
     limits: Effective | None = None  # set once admitted
@@ -171,7 +172,9 @@ class Gateway:
             raise Refusal(
                 503, "audit_unavailable", "the audit trail cannot be written", "unavailable"
             )
-        if looks_like_credential(hdrs.forwarded_text(request.headers.items())):
+        h = request.headers
+        ctx.client_headers = hdrs.from_client(h.items(), h.getall("Connection", ()))
+        if looks_like_credential(hdrs.credential_text(ctx.client_headers, h.get("Host"))):
             raise Refusal(
                 400,
                 "credential_in_header",
@@ -295,7 +298,7 @@ class Gateway:
             assert self._session is not None
             up = self.cfg.upstreams[ctx.upstream]
             fwd_headers = hdrs.to_upstream(
-                request.headers.items(),
+                ctx.client_headers,
                 upstream_host=up.host_header,
                 client_ip=request.remote or "",
                 proto="https" if request.secure else "http",

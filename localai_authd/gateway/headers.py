@@ -70,24 +70,41 @@ def _connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
     return named
 
 
-def forwarded_text(headers: Iterable[tuple[str, str]]) -> str:
-    """The client's headers that reach the upstream (Host as X-Forwarded-Host), names (an
-    allowed prefix leaves the rest of a name free) and values, one per line: what must hold
-    no credential."""
-    return "\n".join(f"{k}\n{v}" for k, v in headers if forwardable(k) or k.lower() == "host")
+def from_client(
+    headers: Iterable[tuple[str, str]], connection: Iterable[str] = ()
+) -> list[tuple[str, str]]:
+    """The client's headers that may go on: allowed, and not named in its ``Connection``
+    header values (RFC 9110 §7.6.1: hop-by-hop by the client's word)."""
+    named = {t.strip().lower() for v in connection for t in v.split(",")}
+    return [(k, v) for k, v in headers if forwardable(k) and k.lower() not in named]
+
+
+def credential_text(client: list[tuple[str, str]], host: str | None) -> str:
+    """What of ``from_client``'s headers reaches the upstream as the client chose it, one
+    item per line: every value, Host (it becomes X-Forwarded-Host), and the free part of
+    names allowed by prefix. What must hold no credential."""
+    parts = [v for _, v in client]
+    for k, _ in client:
+        low = k.lower()
+        if low not in FORWARDED_FROM_CLIENT:
+            for prefix in FORWARDED_PREFIXES:
+                if low.startswith(prefix):
+                    parts.append(k[len(prefix) :])
+    if host:
+        parts.append(host)
+    return "\n".join(parts)
 
 
 def to_upstream(
-    headers: Iterable[tuple[str, str]],
+    client: list[tuple[str, str]],
     *,
     upstream_host: str,
     client_ip: str,
     proto: str,
     original_host: str | None,
 ) -> list[tuple[str, str]]:
-    items = list(headers)
-    named = _connection_named(items)  # RFC 9110 §7.6.1: hop-by-hop by the client's word
-    out = [(k, v) for k, v in items if forwardable(k) and k.lower() not in named]
+    """``from_client``'s headers, and ours."""
+    out = list(client)
     out.append(("Host", upstream_host))
     out.append(("X-Forwarded-For", client_ip))
     out.append(("X-Forwarded-Proto", proto))

@@ -15,7 +15,6 @@ one. What counts:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from urllib.parse import unquote
@@ -42,21 +41,22 @@ _DIRECT = re.compile("|".join(p.pattern for p in (_PREFIXED, _UNPREFIXED, _JSON6
 # paths and media types ("application/x-ndjson"), never base64 of text.
 _BLOB = re.compile(r"[A-Za-z0-9+/_-]{20,}=*")
 _DECODE_ROUNDS = 3
+_URLSAFE = str.maketrans("-_", "+/")
 # A run that _BLOB could match, found from its start only (linear time).
 _RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{20}")
 
 
 def _in_blob(blob: str) -> bool:
     """Does this base64 (standard or url-safe) run decode to something credential-like?"""
-    text = blob.rstrip("=").replace("-", "+").replace("_", "/")
-    for start in range(4):  # the run may begin mid-blob (after "Basic" or "auth=")
-        part = text[start:]
+    data = blob.rstrip("=").translate(_URLSAFE).encode("ascii")
+    for start in range(4):  # the run may begin mid-blob (glued to what came before)
+        part = data[start:]
         part = part[: len(part) - len(part) % 4]
         if len(part) < 12:
             break
         try:
-            raw = base64.b64decode(part, validate=True)
-        except (binascii.Error, ValueError):
+            raw = binascii.a2b_base64(part)
+        except binascii.Error:
             continue
         if _direct(raw.decode("latin-1")):
             return True
