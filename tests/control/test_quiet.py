@@ -38,3 +38,16 @@ async def test_every_answer_names_only_localai_authd(
     a = await http(control.sock, method, path)
     assert a.headers["server"] == "localai-authd", a.headers
     assert b"aiohttp" not in a.body and b"Python/" not in a.body
+
+
+async def test_a_key_shaped_name_never_reaches_the_audit_trail(control: Control) -> None:
+    """Refused requests are audited with the name they tried; the trail redacts a
+    credential in any field, whichever plane wrote the record."""
+    for method, path, body in [
+        ("POST", "/v1/keys", {"name": SECRET}),
+        ("POST", "/v1/keys", {SECRET: 1}),
+        ("GET", f"/v1/keys/{SECRET}", None),
+    ]:
+        assert (await http(control.sock, method, path, body)).status >= 400
+    trail = repr(control.audit())
+    assert SECRET[9:30] not in trail and "[redacted]" in trail
