@@ -6,7 +6,8 @@ Each refusal still lands in the audit trail, as ``kind: request``, ``outcome: ba
 ``reason: http_parse_error:<class>``, with the client's address and never the raw bytes
 (they may hold a credential, and they are the attacker's to choose).
 
-A flood must not fill the disk: each source gets at most ``per_source`` records per
+A flood must not fill the disk: each source (an IPv4 address, an IPv6 /64, as the
+brute-force throttle counts them) gets at most ``per_source`` records per
 ``window`` seconds; what is over is counted and written as one summary record
 (``reason: http_parse_error:suppressed``) when the window closes. The number of sources
 tracked is bounded too; past it, new sources share one bucket (``client: "*"``).
@@ -20,6 +21,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .throttle import source_key
 
 OVERFLOW = "*"
 
@@ -76,7 +79,7 @@ class ParseRefusals:
         """One request refused by the parser with ``exc``: audit it, or count it."""
         cls = type(exc).__name__
         now = self._clock()
-        source = self._source(client or "", now)
+        source = self._source(source_key(client), now)
         win = self._windows.get(source)
         if win is None or now - win.started >= self.window:
             if win is not None:
@@ -112,7 +115,7 @@ class ParseRefusals:
         total = sum(win.suppressed.values())
         self._write(
             record(
-                source or None,
+                source,
                 "http_parse_error:suppressed",
                 self._new_id(),
                 suppressed=total,

@@ -219,3 +219,12 @@ async def test_the_summary_is_written_when_the_window_closes(gw: GW) -> None:
     assert reasons.count("http_parse_error:BadStatusLine") == 2
     assert reasons.count("http_parse_error:suppressed") == 1
     assert gw.audit()[-1]["suppressed"] == 4
+
+
+def test_ipv6_sources_are_counted_by_their_64() -> None:
+    cap, written, _ = _cap(per_source=2)
+    for i in range(50):
+        cap.refused(f"2001:db8:1:2::{i:x}", BadHttpMessage())
+    assert len(written) == 2
+    cap.flush()
+    assert written[-1]["client"] == "2001:db8:1:2::/64" and written[-1]["suppressed"] == 48
