@@ -249,3 +249,25 @@ async def test_credentials_in_the_body_are_the_clients_business(gw: GW) -> None:
     resp = await raw_request(gw.port, Req(headers=_auth(key), body=body).bytes())
     assert status_of(resp) == 200
     assert gw.upstream.seen[0].body == body
+
+
+@pytest.mark.parametrize("encode", [lambda c: c, _pct, _basic], ids=["plain", "percent", "basic"])
+async def test_forward_auth_never_quotes_a_credential_in_the_original_uri(
+    gw: GW, caplog: pytest.LogCaptureFixture, encode: Callable[[str], str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    key = await gw.key()
+    other = await gw.key("other")
+    resp = await raw_request(
+        gw.port,
+        (
+            "GET /localai-authd/verify HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {key}\r\nX-Original-Method: GET\r\n"
+            f"X-Original-URI: /api/tags?key={encode(other)}\r\n\r\n"
+        ).encode(),
+    )
+    assert status_of(resp) == 403
+    assert gw.audit()[-1]["reason"] == "credential_in_url"
+    for needle in _needles(other, encode(other)):
+        assert needle not in resp and needle not in gw.audit_path.read_bytes()
+        assert needle not in caplog.text.encode()
