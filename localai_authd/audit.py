@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from .gateway.redact import marked, redact
+from .redact import marked, redact
 from .reload import Prepared
 
 log = logging.getLogger("localai_authd.audit")

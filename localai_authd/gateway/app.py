@@ -22,6 +22,7 @@ from ..audit import Audit
 from ..config import Config
 from ..keys.model import Identity
 from ..keys.store import KeyStore
+from ..redact import looks_like_credential, redact
 from ..streams import StreamRegistry
 from . import headers as hdrs
 from . import inspection, listing, policy, routes, target
@@ -32,7 +33,6 @@ from .health import OWN_PREFIX, OwnEndpoints
 from .identify import CredentialRefused, Principal, authenticate
 from .limits import TOKEN_PATHS, Effective, check_streams
 from .parse_refusals import ParseRefusals
-from .redact import looks_like_credential, redact
 from .runner import PARSE_REFUSED
 from .token_endpoint import exchange_token
 from .tokencount import TokenMeter, Tokens

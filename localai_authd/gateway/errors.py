@@ -11,7 +11,7 @@ import json
 
 from aiohttp import web
 
-from .redact import redact
+from ..redact import redact
 from .refusal import BadTarget, Dialect, MalformedCredentials, Outcome, Refusal, RouteNotAllowed
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from .redact import looks_like_credential, marked, redact
+from ..redact import looks_like_credential, marked, redact
 
 _AUDIT = "localai_authd.audit"
 # Filters on a logger see only records logged to that very logger, not its children's:

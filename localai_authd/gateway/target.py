@@ -6,7 +6,7 @@ forwarded path is re-encoded from the decoded one. What is rejected (400):
 raw or encoded dot segments, encoded ``/`` ``\\`` ``.`` ``%``, ``//``, NUL and control
 characters, raw ``#``, bytes outside printable ASCII in the raw target, malformed percent
 escapes, invalid UTF-8 after decoding, absolute-form and asterisk-form targets, and anything
-that looks like a credential in the path or the query (redact.py).
+that looks like a credential in the path or the query (localai_authd/redact.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
-from .redact import looks_like_credential
+from ..redact import looks_like_credential
 from .refusal import BadTarget, Dialect
 
 # RFC 3986 pchar minus "%" (escapes are checked separately): what may stand raw in a path.

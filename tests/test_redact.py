@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from localai_authd.gateway.redact import REDACTED, looks_like_credential, redact
 from localai_authd.keys import format as keyformat
+from localai_authd.redact import REDACTED, looks_like_credential, redact
 
 KEY = keyformat.mint(keyformat.new_kid())
 # The shape of a token (tk_local_ + signing id + base64url JSON payload + signature).

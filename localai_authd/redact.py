@@ -19,8 +19,8 @@ import binascii
 import re
 from urllib.parse import unquote
 
-from ..keys import format as keyformat
-from ..keys import tokens
+from .keys import format as keyformat
+from .keys import tokens
 
 REDACTED = "[redacted]"
 
