@@ -372,16 +372,9 @@ class Gateway:
                         413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
                     )
                 chunks.append(chunk)
-        except RequestPayloadError as e:
-            # The parser refused the body's framing (a bad chunk size, a short body): the
-            # same audit reason as a refused head, named by the parser's own error class.
-            cause = e.__cause__ or e
-            raise Refusal(
-                400,
-                f"http_parse_error:{type(cause).__name__}",
-                "the request body is malformed",
-                "bad_request",
-            ) from None
+        except RequestPayloadError as e:  # the parser refused the body's framing mid-way
+            reason = f"http_parse_error:{type(e.__cause__ or e).__name__}"  # as a head's
+            raise Refusal(400, reason, "the request body is malformed", "bad_request") from None
         body = b"".join(chunks)
         if ctx.route.model_from == "body":
             ctx.doc, ctx.models = inspection.inspect(ctx.route, body)
