@@ -1,5 +1,5 @@
 """The AppRunner of our listeners: aiohttp's, but its parser errors never echo the request,
-every parser refusal is audited, and no answer names a Python or aiohttp version.
+every parser refusal is audited, and its answers name no Python or aiohttp version.
 
 When aiohttp's HTTP parser refuses a request (a control character in a header, a folded
 line, a bare LF), it answers 400 with the offending raw line in the body, and that line may
@@ -8,7 +8,7 @@ class of error and the client, never the bytes). The matching log line is scrubb
 logscrub.install.
 
 The seam is aiohttp's private ``_make_server`` and the class of the server it returns; a
-new aiohttp could change either without an error. So :meth:`QuietRunner.setup` checks that
+new aiohttp could change either without an error. So :meth:`GatewayRunner.setup` checks that
 the server really is ours and makes our handlers, and refuses to start otherwise: the
 failure it guards against is silent (credentials echoed in 400 answers).
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -82,20 +81,10 @@ class _QuietServer(web.Server):
         return _QuietRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
-async def _name_ourselves(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER
-
-
-class QuietRunner(web.AppRunner):
-    """For any app of ours. ``server_header``: name every answer "localai-authd" (aiohttp's
-    default names Python's and aiohttp's versions); the gateway sets it itself, for free."""
+class GatewayRunner(web.AppRunner):
+    """The gateway's listeners (connections.GuardedRunner adds the connection caps)."""
 
     __slots__ = ()
-
-    def __init__(self, app: web.Application, *, server_header: bool = True, **kw: Any) -> None:
-        super().__init__(app, **kw)
-        if server_header:
-            app.on_response_prepare.append(_name_ourselves)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -113,12 +102,3 @@ class QuietRunner(web.AppRunner):
                 "refusing to serve requests whose errors would be echoed"
             )
         server.on_parse_refused = self.app.get(PARSE_REFUSED)
-
-
-class GatewayRunner(QuietRunner):
-    """The gateway's listeners (every answer already carries our Server header)."""
-
-    __slots__ = ()
-
-    def __init__(self, app: web.Application, **kw: Any) -> None:
-        super().__init__(app, server_header=False, **kw)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from localai_authd.gateway import runner as runner_mod
 from localai_authd.gateway.parse_refusals import ParseRefusals
-from localai_authd.gateway.runner import GatewayRunner, QuietRunner, SeamBroken
+from localai_authd.gateway.runner import GatewayRunner, SeamBroken
 from tests.conftest import GW, raw_request, status_of
 
 MARK = "sk_local_MARKMARKMARK_" + "Zz9" * 17  # credential-shaped, so any echo is a leak
@@ -142,7 +142,7 @@ def test_the_quiet_classes_add_no_state() -> None:
 
 
 async def test_the_gateway_runner_builds_the_quiet_server(gw: GW) -> None:
-    runner = QuietRunner(web.Application(), access_log=None)
+    runner = GatewayRunner(web.Application(), access_log=None)
     try:
         await runner.setup()
         assert type(runner.server) is runner_mod._QuietServer
