@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from .redact import marked, redact
 from .reload import Prepared
 
 log = logging.getLogger("localai_authd.audit")
@@ -136,6 +137,10 @@ class Audit:
     def write(self, record: dict[str, Any]) -> None:
         rec = {"time": self._time(record.pop("t", time.time())), **record}
         line = _ENCODER.encode(rec)
+        if marked(line):  # a key or token in any field (a control request's name, ...)
+            line = _ENCODER.encode(
+                {k: redact(v) if isinstance(v, str) else v for k, v in rec.items()}
+            )
         if self.path is not None:
             self._to_file(line)
         if self.to_log:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from .errors import ConfigError
-from .gateway.app import install_log_scrubber
+from .gateway import logscrub
 from .reload import Prepared
 
 
@@ -16,7 +16,7 @@ def setup(level: str) -> None:
     if not os.environ.get("JOURNAL_STREAM"):
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
-    install_log_scrubber()
+    logscrub.install()
 
 
 def prepare_level(level: str) -> Prepared:

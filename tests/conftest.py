@@ -105,7 +105,7 @@ async def make_gw(
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         scheme = "https" if ssl_context else "http"
         return GW(
             f"{scheme}://127.0.0.1:{port}", port, store, gateway, audit_path, upstream, streams

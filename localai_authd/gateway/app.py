@@ -16,20 +16,24 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from ..audit import Audit
 from ..config import Config
 from ..keys.model import Identity
 from ..keys.store import KeyStore
+from ..redact import looks_like_credential, redact
 from ..streams import StreamRegistry
 from . import headers as hdrs
 from . import inspection, listing, policy, routes, target
 from .admission import Admission, reserialize
-from .errors import Refusal, render
+from .errors import Dialect, Refusal, render
 from .forward import Outcome, forward, new_session, stream_body
 from .health import OWN_PREFIX, OwnEndpoints
 from .identify import CredentialRefused, Principal, authenticate
 from .limits import TOKEN_PATHS, Effective, check_streams
+from .parse_refusals import ParseRefusals
+from .runner import PARSE_REFUSED
 from .token_endpoint import exchange_token
 from .tokencount import TokenMeter, Tokens
 
@@ -48,7 +52,7 @@ class Ctx:
 
     request_id: str
     started: float
-    dialect: str = "ollama"
+    dialect: Dialect = "ollama"
     path: str = ""
     identity: Identity | None = None
     principal: Principal | None = None
@@ -57,6 +61,7 @@ class Ctx:
     route: routes.Route | None = None
     upstream: int = 0
     forward_target: str = ""
+    client_headers: list[tuple[str, str]] = field(default_factory=list)  # what may go on
     models: list[str] | None = None
     doc: dict[str, Any] | None = None  # the JSON body the upstream will act on (body.py)
     limits: Effective | None = None  # set once admitted
@@ -97,6 +102,8 @@ class Gateway:
         self.audit = audit
         self.streams = streams
         self._ids = _RequestIds()
+        # Requests aiohttp's parser refused never reach handle(): the runner reports them.
+        self.parse_refusals = ParseRefusals(audit.write, self._ids.next)
         self._routes: dict[tuple[str, str], routes.Route] = {}
         self._session: aiohttp.ClientSession | None = None
         self._apps_running = 0
@@ -123,6 +130,7 @@ class Gateway:
 
         app = web.Application(client_max_size=self.cfg.max_body_bytes, middlewares=[everything])
         app[GATEWAY] = self
+        app[PARSE_REFUSED] = self.parse_refusals.refused
         app[LISTENER] = listener
         # [\s\S], not ".": a decoded %0a must reach our checks (and its 400), not the router.
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle, expect_handler=self.expect)
@@ -138,6 +146,8 @@ class Gateway:
 
     async def _on_cleanup(self, app: web.Application) -> None:
         self._apps_running -= 1
+        if self._apps_running == 0:
+            self.parse_refusals.flush()
         if self._apps_running == 0 and self._session is not None:
             await self._session.close()
             self._session = None
@@ -155,15 +165,21 @@ class Gateway:
             raise Refusal(
                 505, "http_version", "only HTTP/1.0 and HTTP/1.1 are served", "bad_request"
             )
-        try:
-            tgt = target.canonicalize(request.raw_path, request.method)
-        except target.BadTarget as e:
-            raise Refusal(e.status, e.reason, e.message, "bad_request") from None
+        tgt = target.canonicalize(request.raw_path, request.method)
         ctx.dialect = tgt.dialect
         ctx.path = tgt.path
         if self.audit.refusing:  # [audit] required: nothing is served unaudited
             raise Refusal(
                 503, "audit_unavailable", "the audit trail cannot be written", "unavailable"
+            )
+        h = request.headers
+        ctx.client_headers = hdrs.from_client(h.items(), h.getall("Connection", ()))
+        if looks_like_credential(hdrs.credential_text(ctx.client_headers, h.get("Host"))):
+            raise Refusal(
+                400,
+                "credential_in_header",
+                "a credential is accepted only in the Authorization or x-api-key header",
+                "bad_request",
             )
         listener = self.cfg.listen[min(request.app[LISTENER], len(self.cfg.listen) - 1)]
         ctx.principal = self.admission.authenticate(
@@ -182,10 +198,7 @@ class Gateway:
         if picked is None:
             raise Refusal(404, "route_not_allowed", f"{tgt.path} is not served here")
         ctx.upstream, upstream_path = picked
-        try:
-            ctx.route = self._route(request.method, upstream_path)
-        except target.BadTarget as e:
-            raise Refusal(e.status, e.reason, e.message) from None
+        ctx.route = self._route(request.method, upstream_path)
         decision = policy.decide_route(ctx.identity.scopes, ctx.route)
         if not decision.allowed:
             raise Refusal(
@@ -285,7 +298,7 @@ class Gateway:
             assert self._session is not None
             up = self.cfg.upstreams[ctx.upstream]
             fwd_headers = hdrs.to_upstream(
-                request.headers.items(),
+                ctx.client_headers,
                 upstream_host=up.host_header,
                 client_ip=request.remote or "",
                 proto="https" if request.secure else "http",
@@ -351,13 +364,17 @@ class Gateway:
             return stream_body(request.content, self.cfg.max_upload_bytes)
         limit = self.cfg.max_body_bytes
         chunks: list[bytes] = []
-        async for chunk in request.content.iter_any():
-            ctx.bytes_in += len(chunk)
-            if ctx.bytes_in > limit:
-                raise Refusal(
-                    413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
-                )
-            chunks.append(chunk)
+        try:
+            async for chunk in request.content.iter_any():
+                ctx.bytes_in += len(chunk)
+                if ctx.bytes_in > limit:
+                    raise Refusal(
+                        413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
+                    )
+                chunks.append(chunk)
+        except RequestPayloadError as e:  # the parser refused the body's framing mid-way
+            reason = f"http_parse_error:{type(e.__cause__ or e).__name__}"  # as a head's
+            raise Refusal(400, reason, "the request body is malformed", "bad_request") from None
         body = b"".join(chunks)
         if ctx.route.model_from == "body":
             ctx.doc, ctx.models = inspection.inspect(ctx.route, body)
@@ -377,8 +394,6 @@ class Gateway:
         if isinstance(r, CredentialRefused):
             ctx.presented_kid = r.key_id
         resp = render(r, ctx.dialect, ctx.request_id)
-        if r.status in (400, 413, 417, 505):
-            resp.force_close()  # the rest of the request can't be trusted to frame right
         self._audit(request, ctx)
         return resp
 
@@ -394,9 +409,10 @@ class Gateway:
             "key": ident.name if ident else None,
             "auth": ctx.principal.method if ctx.principal else None,
             "client": request.remote,
-            "method": ctx.method or request.method,
-            "path": ctx.path or None,
-            "model": ctx.models[0] if ctx.models else None,
+            # Client-chosen text is redacted: a method, path or model name may be a key.
+            "method": redact(ctx.method or request.method),
+            "path": redact(ctx.path) if ctx.path else None,
+            "model": redact(ctx.models[0]) if ctx.models else None,
             "status": ctx.out.status,
             "bytes_in": ctx.bytes_in,
             "bytes_out": ctx.out.bytes_out,
@@ -412,20 +428,3 @@ class Gateway:
                 hook(rec, ctx)
             except Exception:  # a reader's bug must not fail the request
                 log.exception("an audit record hook failed")
-
-
-class _ScrubBadRequests(logging.Filter):
-    """aiohttp logs a malformed request with the offending raw line (which may hold a
-    credential): keep the event, drop the details."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            record.msg = f"{record.msg} ({type(record.exc_info[1]).__name__}; details withheld)"
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def install_log_scrubber() -> None:
-    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal"):
-        logging.getLogger(name).addFilter(_ScrubBadRequests())

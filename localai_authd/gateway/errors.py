@@ -1,7 +1,8 @@
-"""Gateway refusals, rendered in the dialect the client speaks.
+"""Gateway refusals become answers here, and only here, in the dialect the client speaks.
 
 OpenAI's SDKs show ``error.message`` from ``{"error": {"message", "type", "code"}}``;
-Ollama's show the string in ``{"error": "..."}``. Both are given our words unchanged.
+Ollama's show the string in ``{"error": "..."}``. Both are given our words, with anything that
+looks like a credential taken out (a refusal may quote a path, a method or a model name).
 """
 
 from __future__ import annotations
@@ -10,9 +11,25 @@ import json
 
 from aiohttp import web
 
-from ..audit import RequestOutcome
+from ..redact import redact
+from .refusal import BadTarget, Dialect, MalformedCredentials, Outcome, Refusal, RouteNotAllowed
+
+__all__ = [
+    "BASIC_CHALLENGE",
+    "REALM",
+    "SERVER",
+    "BadTarget",
+    "Dialect",
+    "MalformedCredentials",
+    "Outcome",
+    "Refusal",
+    "RouteNotAllowed",
+    "render",
+    "unauthorized",
+]
 
 REALM = 'Bearer realm="localai-authd"'
+BASIC_CHALLENGE = 'Basic realm="localai-authd", charset="UTF-8"'
 SERVER = "localai-authd"  # not aiohttp's "Python/3.x aiohttp/3.y": no versions for scanners
 _OPENAI_TYPE = {
     400: "invalid_request_error",
@@ -27,53 +44,36 @@ _OPENAI_TYPE = {
 }
 
 
-class Refusal(Exception):
-    """Stop the request here with ``status``; ``reason`` is stable (audit, bodies)."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        message: str,
-        outcome: RequestOutcome = "denied",
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.outcome = outcome
-        self.headers = headers or []
-
-
-BASIC_CHALLENGE = 'Basic realm="localai-authd", charset="UTF-8"'
+def challenge(error: str | None = None, basic: bool = False) -> list[tuple[str, str]]:
+    """WWW-Authenticate headers. RFC 6750 §3: no error attribute when no credentials were
+    presented at all; RFC 7617 §2.1: where Basic is accepted, say so."""
+    headers = [("WWW-Authenticate", REALM if error is None else f'{REALM}, error="{error}"')]
+    if basic:
+        headers.append(("WWW-Authenticate", BASIC_CHALLENGE))
+    return headers
 
 
 def unauthorized(
     reason: str, message: str, error: str | None = None, basic: bool = False
 ) -> Refusal:
-    # RFC 6750 §3: no error attribute when no credentials were presented at all.
-    challenge = REALM if error is None else f'{REALM}, error="{error}"'
     status = 400 if error == "invalid_request" else 401
-    outcome: RequestOutcome = "bad_request" if status == 400 else "unauthenticated"
-    headers = [("WWW-Authenticate", challenge)]
-    if basic:  # RFC 7617 §2.1: where Basic is accepted, say so
-        headers.append(("WWW-Authenticate", BASIC_CHALLENGE))
-    return Refusal(status, reason, message, outcome, headers)
+    outcome: Outcome = "bad_request" if status == 400 else "unauthenticated"
+    return Refusal(status, reason, message, outcome, challenge(error, basic))
 
 
-def render(refusal: Refusal, dialect: str, request_id: str) -> web.Response:
+def render(refusal: Refusal, dialect: Dialect, request_id: str) -> web.Response:
+    message = redact(refusal.message)
     body: dict[str, object]
     if dialect == "openai":
         body = {
             "error": {
-                "message": refusal.message,
+                "message": message,
                 "type": _OPENAI_TYPE.get(refusal.status, "api_error"),
                 "code": refusal.reason,
             }
         }
     else:
-        body = {"error": refusal.message}
+        body = {"error": message}
     resp = web.Response(
         status=refusal.status,
         body=json.dumps(body).encode(),
@@ -82,4 +82,6 @@ def render(refusal: Refusal, dialect: str, request_id: str) -> web.Response:
     )
     for k, v in refusal.headers:
         resp.headers.add(k, v)
+    if refusal.status in (400, 413, 417, 505):
+        resp.force_close()  # the rest of the request can't be trusted to frame right
     return resp

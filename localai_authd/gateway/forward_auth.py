@@ -30,7 +30,7 @@ from ..errors import AuthdError
 from ..keys.model import Identity
 from ..keys.store import KeyStore
 from . import policy, routes, target
-from .errors import Refusal, render
+from .errors import BadTarget, Dialect, Refusal, RouteNotAllowed, render
 from .forward import Outcome
 from .identify import CredentialRefused, Principal, authenticate
 
@@ -46,7 +46,7 @@ class Ctx(Protocol):
     """The fields of app.Ctx that forward-auth fills in for the audit record."""
 
     request_id: str
-    dialect: str
+    dialect: Dialect
     path: str
     method: str
     principal: Principal | None
@@ -95,7 +95,7 @@ def decide(gw: Gateway, request: web.Request, ctx: Ctx, listener_index: int) -> 
     ctx.method = method
     try:
         tgt = target.canonicalize(uri, method)
-    except target.BadTarget as e:
+    except BadTarget as e:
         raise Refusal(403, e.reason, e.message) from None
     ctx.dialect, ctx.path = tgt.dialect, tgt.path
     cfg = gw.cfg
@@ -108,7 +108,7 @@ def decide(gw: Gateway, request: web.Request, ctx: Ctx, listener_index: int) -> 
     ctx.upstream, upstream_path = picked
     try:
         ctx.route = routes.match(method, upstream_path)
-    except target.BadTarget as e:
+    except RouteNotAllowed as e:
         raise Refusal(403, e.reason, e.message) from None
     decision = policy.decide_route(ident.scopes, ctx.route)
     if not decision.allowed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -21,10 +22,12 @@ from ..keys import tokens as tok
 from ..keys.model import Identity
 from ..keys.store import KeyStore
 from . import credentials
-from .errors import Refusal, unauthorized
+from .errors import MalformedCredentials, Refusal, challenge, unauthorized
 from .tls import identity_name
 
 Fail = Callable[..., Refusal]
+# An auth-scheme token as registered schemes look (RFC 9110 §11.1), short, and no credential.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,19}")
 
 
 class CredentialRefused(Refusal):
@@ -77,8 +80,9 @@ def authenticate(
     try:
         h = request.headers
         cred = credentials.extract_from(h.getall("Authorization", ()), h.getall("x-api-key", ()))
-    except credentials.MalformedCredentials as e:
-        raise fail("malformed_credentials", str(e), "invalid_request") from None
+    except MalformedCredentials as e:
+        e.headers = challenge("invalid_request", basic_ok)
+        raise
     key_p = _from_credential(cred, request, listener, cfg, store, basic_ok, fail)
     cert_p = _from_certificate(request, listener, store, fail)
     tls = listener.tls
@@ -115,9 +119,10 @@ def _from_credential(
     if cred is None:
         return None
     if cred.kind == "unsupported-scheme":
-        raise fail(
-            "unsupported_scheme", f"unsupported authorization scheme {cred.scheme!r}: use Bearer"
-        )
+        # Named back only if it reads as a scheme: a bare key ("Authorization: sk_local_...")
+        # would otherwise be echoed to whoever sent it, and to anything logging answers.
+        named = f" {cred.scheme!r}" if _SCHEME.fullmatch(cred.scheme) else ""
+        raise fail("unsupported_scheme", f"unsupported authorization scheme{named}: use Bearer")
     if cred.kind == "basic":
         if not basic_ok:
             why = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .target import BadTarget
+from .refusal import RouteNotAllowed
 
 INFERENCE = "inference"
 ADMIN = "admin"
@@ -118,10 +118,6 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/slots", ADMIN, model_from="opaque"),
     _r("GET", "/metrics", ADMIN),
 )
-
-
-class RouteNotAllowed(BadTarget):
-    pass
 
 
 def match(method: str, path: str) -> Route:

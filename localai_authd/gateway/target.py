@@ -5,7 +5,8 @@ whatever could be read two ways (by us, by the upstream, or by anything between)
 forwarded path is re-encoded from the decoded one. What is rejected (400):
 raw or encoded dot segments, encoded ``/`` ``\\`` ``.`` ``%``, ``//``, NUL and control
 characters, raw ``#``, bytes outside printable ASCII in the raw target, malformed percent
-escapes, invalid UTF-8 after decoding, absolute-form and asterisk-form targets.
+escapes, invalid UTF-8 after decoding, absolute-form and asterisk-form targets, and anything
+that looks like a credential in the path or the query (localai_authd/redact.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
+
+from ..redact import looks_like_credential
+from .refusal import BadTarget, Dialect
 
 # RFC 3986 pchar minus "%" (escapes are checked separately): what may stand raw in a path.
 _PCHAR = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")  # fullmatch: "$" allows a final \n
@@ -23,23 +27,13 @@ _FORBIDDEN_ESCAPES = re.compile(r"%(2[eEfF]|5[cC]|25|00)")
 _SAFE = "/-._~!$&'()*+,;=:@"
 
 
-class BadTarget(Exception):
-    """The request target is refused; ``status`` is 400, 405 or 505, ``reason`` stable."""
-
-    def __init__(self, reason: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.status = status
-
-
 @dataclass(frozen=True)
 class Target:
     path: str  # decoded, canonical: what the policy sees
     query: str  # raw query string (without "?"), checked for forbidden characters
 
     @property
-    def dialect(self) -> str:
+    def dialect(self) -> Dialect:
         """Which error shape the client speaks: "openai" on /v1/..., else "ollama"."""
         return "openai" if self.path == "/v1" or "/v1/" in self.path + "/" else "ollama"
 
@@ -75,6 +69,13 @@ def canonicalize(raw: str, method: str = "GET") -> Target:
         raise BadTarget("ambiguous_path", "dot segments ('.', '..') are not accepted")
     if any(s == "" for s in segments[:-1]):
         raise BadTarget("ambiguous_path", "empty path segments ('//') are not accepted")
+    # A key or token in the URL is refused, not forwarded: URLs end up in the upstream's
+    # logs, proxies' logs and browser histories. (The check decodes what it reads.)
+    if looks_like_credential(path) or looks_like_credential(query):
+        raise BadTarget(
+            "credential_in_url",
+            "a credential in the URL is refused: send it in the Authorization header",
+        )
     return Target(path=path, query=query)
 
 

@@ -46,7 +46,7 @@ async def start_guarded(
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        return site._server.sockets[0].getsockname()[1], guard  # type: ignore[union-attr]
+        return runner.addresses[0][1], guard
 
     yield start
     for r in runners:

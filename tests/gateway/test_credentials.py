@@ -102,10 +102,10 @@ async def test_basic_can_be_turned_off_per_listener(make_gw: GwFactory) -> None:
 def test_basic_parser_never_raises_anything_but_malformed(data: bytes) -> None:
     value = "Basic " + data.decode("latin-1")
     with contextlib.suppress(credentials.MalformedCredentials):
-        credentials.extract([("Authorization", value)])
+        credentials.extract_from([value], [])
     b64 = "Basic " + base64.b64encode(data).decode()
     with contextlib.suppress(credentials.MalformedCredentials):
-        credentials.extract([("Authorization", b64)])
+        credentials.extract_from([b64], [])
 
 
 # ---- tokens -----------------------------------------------------------------------------------
