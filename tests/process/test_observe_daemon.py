@@ -118,17 +118,20 @@ async def test_follow_across_a_real_logrotate_run(daemon: Daemon, tmp_path: Path
     await _get(daemon, key, "/api/tags")
     follower = await asyncio.create_subprocess_exec(
         AUTHCTL, "--socket", str(daemon.control), "--json", "audit", "--follow",
-        "--limit", "0", "--key", "laptop",
+        "--limit", "1", "--key", "laptop",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        await asyncio.sleep(0.5)  # it has read up to the end
+        # The newest record first: then the follower has read up to the end (no sleep: under
+        # load a follower may start late and would begin after the next record).
+        line = await asyncio.wait_for(_next_record(follower), 30)
+        assert line["path"] == "/api/tags"
         await _get(daemon, key, "/api/ps")
-        line = await asyncio.wait_for(_next_record(follower), 10)
+        line = await asyncio.wait_for(_next_record(follower), 30)
         assert line["path"] == "/api/ps"
         await _logrotate(exe, daemon, audit_file, tmp_path)
         await _get(daemon, key, "/api/version")
-        line = await asyncio.wait_for(_next_record(follower), 10)
+        line = await asyncio.wait_for(_next_record(follower), 30)
         assert line["path"] == "/api/version"
     finally:
         follower.send_signal(signal.SIGINT)
@@ -180,7 +183,7 @@ async def _logrotate(exe: str, daemon: Daemon, audit_file: Path, tmp_path: Path)
     out, _ = await asyncio.wait_for(p.communicate(), 30)
     assert p.returncode == 0, out.decode()
     assert (audit_file.parent / "audit.jsonl.1").exists()
-    await daemon.wait_log("reloading configuration")
+    await daemon.wait_log("reload applied", timeout=30)  # the new file is open
 
 
 async def test_authctl_doctor_against_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
