@@ -91,6 +91,7 @@ async def test_a_reset_mid_stream_ends_the_clients_stream_as_an_error(
         assert tail.startswith(b"data: ") and tail.endswith(b"\n\n")
         err = json.loads(tail[len(b"data: ") :])["error"]
         assert err["message"] == "the upstream connection broke mid-stream"
+        assert err["code"] == "upstream_reset"  # what happened, as the audit record says
     (rec,) = await d.wait_records(lambda r: r["path"] == path)
     assert rec["status"] == 200 and rec["outcome"] == "upstream_error"
     # bytes_out counts what came from the upstream (as for refusals: our own words are
