@@ -1,0 +1,133 @@
+"""The audit file's filesystem fills up: a real 64 KiB tmpfs, filled for real."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from localai_authd import configschema
+from tests.fakeupstream import FakeUpstream
+
+from .conftest import BASE_CONFIG, Running, StartDaemon
+
+# [audit] required comes with the reload work; until it is on this branch the test that
+# needs it is an expected failure that must turn into a pass (strict) once it lands.
+HAS_REQUIRED = "required" in configschema.SCHEMA["audit"]
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a 64 KiB tmpfs needs root (.ci/run runs the suite as root)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs CAP_SYS_ADMIN): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(fs: Path) -> Path:
+    """Fill ``fs`` to the last byte; the filler file, to remove to make room again."""
+    filler = fs / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for size in (4096, 1):  # pages, then the last bytes; bounded by the 64 KiB
+            for _ in range(64 * 1024 // size):
+                try:
+                    f.write(b"\0" * size)
+                except OSError:
+                    break
+    with open(filler, "ab", buffering=0) as f, contextlib.suppress(OSError):
+        f.write(b"\0")
+        raise AssertionError(f"{fs} is not full")
+    return filler
+
+
+async def _bad_key_status(d: Running) -> int:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(d.url + "/api/tags", headers={"Authorization": "Bearer nope"}) as r,
+    ):
+        return r.status
+
+
+@pytest.mark.xfail(
+    not HAS_REQUIRED,
+    strict=True,
+    reason="on main a failed audit write turns a refusal into a 500; the fix (audit.py, "
+    "with [audit] required) is on branch reload",
+)
+async def test_a_full_audit_disk_does_not_stop_the_service_and_the_log_says_so(
+    start_daemon: StartDaemon, upstream: FakeUpstream, small_fs: Path
+) -> None:
+    audit = small_fs / "audit.jsonl"
+    d = await start_daemon(upstream.url, BASE_CONFIG + f'\n[audit]\nfile = "{audit}"\n')
+    assert await d.status() == 200
+    filler = fill(small_fs)
+
+    # Served as before, refusals included: no request turns into a 500 or a cut stream.
+    # (The audit file's last page may take a few more records: 30 requests are more.)
+    for _ in range(10):
+        assert await d.status() == 200
+        await d.stream(upstream)
+        assert await _bad_key_status(d) == 401
+    log = await d.d.wait_log("No space left on device")
+    assert f"cannot write audit records to {audit}" in log
+    # Every record still reached the journal ([audit] log is on by default).
+    assert log.count('"kind":"request"') >= 31
+
+    filler.unlink()  # room again: records reach the file again, whole
+    assert await d.status() == 200
+    last = await d.wait_records(lambda r: r["status"] == 200, count=2)
+    assert last, "no record reached the file once there was room"
+    for line in audit.read_text().splitlines():
+        json.loads(line)  # no torn line from the writes that failed
+
+
+@pytest.mark.xfail(
+    not HAS_REQUIRED, strict=True, reason="[audit] required not on main yet (branch reload)"
+)
+async def test_with_audit_required_a_full_disk_turns_requests_away_with_503(
+    start_daemon: StartDaemon, upstream: FakeUpstream, small_fs: Path
+) -> None:
+    audit = small_fs / "audit.jsonl"
+    config = BASE_CONFIG + f'\n[audit]\nfile = "{audit}"\nrequired = true\n'
+    d = await start_daemon(upstream.url, config)
+    assert await d.status() == 200
+    filler = fill(small_fs)
+    # The request whose record fails is served (its answer was already on its way); from
+    # then on nothing is served unaudited.
+    statuses = [await d.status() for _ in range(5)]
+    assert statuses[0] in (200, 503) and set(statuses[1:]) == {503}, statuses
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(d.url + "/api/generate", json={"model": "llama3"}, headers=_h(d.key)) as r,
+    ):
+        assert r.status == 503
+        assert "audit" in (await r.json())["error"]
+    log = await d.d.wait_log("refusing new requests with 503")
+    assert "No space left on device" in log
+
+    filler.unlink()
+    statuses = [await d.status() for _ in range(3)]
+    assert statuses[-1] == 200, statuses
+    await d.stream(upstream)
+
+
+def _h(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
