@@ -53,6 +53,7 @@ class Running:
 
     d: Daemon
     key: str
+    audit_file: Path | None = None  # where [audit] file points, if not the default
 
     @property
     def url(self) -> str:
@@ -60,7 +61,7 @@ class Running:
 
     @property
     def audit_path(self) -> Path:
-        return self.d.state_dir / "audit.jsonl"
+        return self.audit_file or self.d.state_dir / "audit.jsonl"
 
     def audit(self) -> list[dict[str, Any]]:
         if not self.audit_path.exists():
@@ -133,12 +134,17 @@ async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
     """start_daemon(upstream_url, config=BASE_CONFIG) -> Running (a key with every scope)."""
     started: list[Daemon] = []
 
-    async def start(upstream_url: str, config: str = BASE_CONFIG, name: str = "d") -> Running:
+    async def start(
+        upstream_url: str,
+        config: str = BASE_CONFIG,
+        name: str = "d",
+        audit_file: Path | None = None,
+    ) -> Running:
         d = Daemon(upstream_url, tmp_path / name / "state", config_text=config)
         started.append(d)
         await d.start()
         created = await d.authctl_json("create", "k", "--scope", "inference", "--scope", "admin")
-        return Running(d, created["key"])
+        return Running(d, created["key"], audit_file)
 
     yield start
     for d in started:
