@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: a long fault run (kept in make test; deselect with -m 'not slow')"
     )
+
+
+def signal_and_mark(d: Daemon, sig: signal.Signals) -> int:
+    """Send ``sig``; the index in ``d.messages`` after which its notifications will appear.
+
+    The harness reads the notify socket only while it waits; the kernel queues 10 datagrams
+    (net.unix.max_dgram_qlen) and the daemon drops what does not fit (it never blocks on
+    it), so with a watchdog ping every 150 ms a RELOADING=1 or STOPPING=1 sent after a
+    quiet spell of a few seconds would be lost. Read what is queued first.
+    """
+    d._drain()
+    mark = len(d.messages)
+    d.send(sig)
+    return mark
 
 
 def bearer(key: str) -> dict[str, str]:

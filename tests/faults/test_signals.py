@@ -14,7 +14,7 @@ from localai_authd.durations import parse_duration
 from tests.daemon_harness import Daemon
 from tests.fakeupstream import FakeUpstream
 
-from .conftest import BASE_CONFIG, SOON, bearer
+from .conftest import BASE_CONFIG, SOON, bearer, signal_and_mark
 
 UNIT = Path(__file__).parents[2] / "packaging" / "systemd" / "localai-authd.service"
 STREAMS = 50
@@ -73,8 +73,7 @@ async def test_sigterm_with_50_streams_exits_cleanly_in_time_20_runs(
             records_before = len(_records(d))
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
                 streams = await _open_streams(s, d, key, STREAMS)
-                mark = len(d.messages)
-                d.send(signal.SIGTERM)
+                mark = signal_and_mark(d, signal.SIGTERM)
                 sent = loop.time()
                 await d.wait_for("STOPPING=1", SOON, after=mark)
                 if finish:
@@ -121,8 +120,7 @@ async def test_ten_sighups_while_streams_run_drop_none(
             for i in range(10):
                 # A config that differs each time, so every reload really swaps something.
                 d.config_path.write_text(configs[(i + 1) % 2])
-                mark = len(d.messages)
-                d.send(signal.SIGHUP)
+                mark = signal_and_mark(d, signal.SIGHUP)
                 reloading = await d.wait_for("RELOADING=1", SOON, after=mark)
                 await d.wait_for("READY=1", SOON, after=reloading)
                 streams += await _open_streams(s, d, key, 2)  # started between reloads
