@@ -9,6 +9,7 @@ goes on serving afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -106,6 +107,16 @@ class Running:
     def fds(self) -> int:
         assert self.d.proc is not None
         return len(os.listdir(f"/proc/{self.d.proc.pid}/fd"))
+
+    def fd_targets(self) -> list[str]:
+        """What the descriptors point at (for a failure message)."""
+        assert self.d.proc is not None
+        base = f"/proc/{self.d.proc.pid}/fd"
+        out = []
+        for name in os.listdir(base):
+            with contextlib.suppress(OSError):  # closed since the listing
+                out.append(os.readlink(f"{base}/{name}"))
+        return sorted(out)
 
     async def fds_back_to(self, baseline: int, timeout: float = SOON) -> int:
         """Poll until the daemon holds no more descriptors than ``baseline``; the count."""

@@ -84,6 +84,7 @@ async def test_sigterm_with_50_streams_exits_cleanly_in_time_20_runs(
                     for r, _ in streams:
                         with pytest.raises(aiohttp.ClientPayloadError):
                             await asyncio.wait_for(r.read(), SOON)
+                    assert len(upstream.seen) - seen_before == STREAMS
                     for seen in upstream.seen[seen_before:]:
                         await asyncio.wait_for(seen.cancelled.wait(), SOON)
                 assert d.proc is not None
