@@ -12,14 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from localai_authd import configschema
 from tests.fakeupstream import FakeUpstream
 
 from .conftest import BASE_CONFIG, Running, StartDaemon
-
-# [audit] required comes with the reload work; until it is on this branch the test that
-# needs it is an expected failure that must turn into a pass (strict) once it lands.
-HAS_REQUIRED = "required" in configschema.SCHEMA["audit"]
 
 
 @pytest.fixture
@@ -66,12 +61,6 @@ async def _bad_key_status(d: Running) -> int:
         return r.status
 
 
-@pytest.mark.xfail(
-    not HAS_REQUIRED,
-    strict=True,
-    reason="on main a failed audit write turns a refusal into a 500; the fix (audit.py, "
-    "with [audit] required) is on branch reload",
-)
 async def test_a_full_audit_disk_does_not_stop_the_service_and_the_log_says_so(
     start_daemon: StartDaemon, upstream: FakeUpstream, small_fs: Path
 ) -> None:
@@ -101,9 +90,6 @@ async def test_a_full_audit_disk_does_not_stop_the_service_and_the_log_says_so(
         json.loads(line)  # no torn line from the writes that failed
 
 
-@pytest.mark.xfail(
-    not HAS_REQUIRED, strict=True, reason="[audit] required not on main yet (branch reload)"
-)
 async def test_with_audit_required_a_full_disk_turns_requests_away_with_503(
     start_daemon: StartDaemon, upstream: FakeUpstream, small_fs: Path
 ) -> None:
