@@ -13,7 +13,8 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,42 @@ class Running:
         ):
             assert r.status == 200
             assert await asyncio.wait_for(r.read(), SOON) == upstream.stream_bytes("ndjson")
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a 64 KiB tmpfs needs root (.ci/run runs the suite as root)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs CAP_SYS_ADMIN): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(fs: Path) -> Path:
+    """Fill ``fs`` to the last byte; the filler file, to remove to make room again."""
+    filler = fs / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for size in (4096, 1):  # pages, then the last bytes; bounded by the 64 KiB
+            for _ in range(64 * 1024 // size):
+                try:
+                    f.write(b"\0" * size)
+                except OSError:
+                    break
+    with open(filler, "ab", buffering=0) as f, contextlib.suppress(OSError):
+        f.write(b"\0")
+        raise AssertionError(f"{fs} is not full")
+    return filler
 
 
 StartDaemon = Callable[..., Any]

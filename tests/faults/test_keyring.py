@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from localai_authd.keys.backend import EncryptedFileKeyring, KeyringFileError
+from tests.daemon_harness import Daemon
 from tests.fakeupstream import FakeUpstream
 
-from .conftest import SOON, Running, StartDaemon, signal_and_mark
+from .conftest import BASE_CONFIG, SOON, Running, StartDaemon, fill, signal_and_mark
 
 DAMAGES = ["store_removed", "store_corrupted", "store_truncated", "master_key_removed"]
 
@@ -111,3 +112,33 @@ def test_a_store_removed_in_use_is_an_error_not_an_empty_store(tmp_path: Path) -
     fresh = EncryptedFileKeyring()
     fresh.keyring_dir = tmp_path / "kr"
     assert fresh.get_password("svc", "pepper") is None
+
+
+async def test_a_full_disk_under_the_keyring_fails_writes_and_loses_nothing(
+    tmp_path: Path, upstream: FakeUpstream, small_fs: Path
+) -> None:
+    """The state directory (keyring and audit file) on a real 64 KiB tmpfs, filled: the
+    atomic write of the store cannot complete, so a change fails and the old store stays."""
+    state = small_fs / "state"
+    d = Running(Daemon(upstream.url, state, config_text=BASE_CONFIG), "")
+    try:
+        await d.d.start()
+        d.key = (await d.d.authctl_json("create", "k"))["key"]
+        before = (state / "keyring.enc").read_bytes()
+        filler = fill(small_fs)
+
+        await _all_work(d, [d.key], upstream)
+        code, _, err = await d.d.authctl("create", "new", check=False)
+        assert code == 69, err
+        assert "No space left on device" in err and err.count("\n") == 1, err
+        assert (state / "keyring.enc").read_bytes() == before  # the old store, whole
+        assert not [p for p in os.listdir(state) if p.endswith(".tmp")]  # no temp left
+
+        filler.unlink()
+        new = (await d.d.authctl_json("create", "new"))["key"]
+        assert await d.d.stop() == 0
+        await d.d.start()
+        await _all_work(d, [d.key, new], upstream)
+    finally:
+        await d.d.stop()
+        d.d.close()
