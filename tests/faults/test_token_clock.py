@@ -123,7 +123,7 @@ async def test_the_clock_jumping_past_a_keys_expiry_ends_its_tokens_too(
     tgw: GW, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     issued = await tgw.store.create("short", expires=T0 + 3600)
-    token, exp = tgw.store.issue_token(issued.identity, 7200, 86400)
+    token, exp, _ = tgw.store.issue_token(issued.identity, 7200, 86400)
     assert exp == T0 + 7200  # the token would outlive its key
     assert await _status(tgw, http, token) == 200
     clock.t = T0 + 3600  # the key expires (the token's own expiry is an hour away still)
