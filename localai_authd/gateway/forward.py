@@ -69,11 +69,12 @@ async def stream_body(content: aiohttp.StreamReader, limit: int) -> AsyncIterato
         yield chunk
 
 
-def _stream_error_line(content_type: str, message: str, needs_newline: bool) -> bytes:
-    """An error in the stream's own format, so SDKs show why the stream ended."""
+def _stream_error_line(content_type: str, code: str, message: str, needs_newline: bool) -> bytes:
+    """An error in the stream's own format, so SDKs show why the stream ended; ``code`` is
+    the audit record's reason, as in a refusal's body."""
     lead = b"\n" if needs_newline else b""
     if "text/event-stream" in content_type:
-        ev = {"error": {"message": message, "type": "api_error", "code": "upstream_stalled"}}
+        ev = {"error": {"message": message, "type": "api_error", "code": code}}
         return lead + b"data: " + json.dumps(ev).encode() + b"\n\n"
     if "ndjson" in content_type or "json" in content_type:
         return lead + json.dumps({"error": message}).encode() + b"\n"
@@ -271,7 +272,10 @@ async def _relay(
                     else "the upstream connection broke mid-stream"
                 )
                 tail = _stream_error_line(
-                    up.headers.get("Content-Type", ""), message, not last.endswith(b"\n")
+                    up.headers.get("Content-Type", ""),
+                    out.reason,
+                    message,
+                    not last.endswith(b"\n"),
                 )
                 if tail and length is None:
                     await resp.write(tail)

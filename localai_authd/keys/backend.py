@@ -238,6 +238,14 @@ class EncryptedFileKeyring(keyring.backend.KeyringBackend):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
+            if self._cache is not None:
+                # This instance has read or written the store, so it was removed under us.
+                # Read as empty, the next write would replace every entry (the key store's
+                # pepper, its signing secrets) with one, and a reload would forget every key.
+                raise KeyringFileError(
+                    f"{path} was removed while in use; nothing was changed. Restore it from "
+                    "backup (the daemon serves the keys it holds in memory until then)"
+                ) from None
             return {}
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
