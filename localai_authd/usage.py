@@ -15,6 +15,8 @@ import contextlib
 import json
 import logging
 import os
+import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,9 @@ class UsageStore:
         self.dirty = False
         self.history_days = HISTORY_DAYS
         self._task: asyncio.Task[None] | None = None
+        # Writes run on worker threads, and a cancelled flush's thread runs on: the final
+        # flush on stop must not overlap it (one writer, in order; the newest lands last).
+        self._write_lock = threading.Lock()
 
     # ---- fed by the gateway ---------------------------------------------------------------
 
@@ -139,6 +144,10 @@ class UsageStore:
     # ---- persistence ----------------------------------------------------------------------
 
     def load(self) -> None:
+        # Temporary files left by a crash mid-write (the file itself is always whole).
+        with contextlib.suppress(OSError):
+            for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -170,15 +179,26 @@ class UsageStore:
         self._write(self._encode())
 
     def _write(self, data: bytes) -> None:
+        with self._write_lock:
+            self._write_locked(data)
+
+    def _write_locked(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        # A name of its own per write: two writers of one name truncate each other's file.
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+            try:
+                view = memoryview(data)
+                while view:  # os.write may write less than asked
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dfd)

@@ -30,13 +30,14 @@ def _line(rec: dict[str, Any]) -> str:
     if rec.get("kind") == "control":
         who = f"uid={rec.get('peer_uid')}"
         name = rec.get("name") or ""
-        return f"{t}  control  {rec.get('action')} {name}  {rec.get('reason')}  {who}".rstrip()
+        line = f"{t}  control  {rec.get('action')} {name}  {rec.get('reason')}  {who}"
+        return out.printable(line.rstrip())
     key = rec.get("key") or (f"kid:{rec['key_id']}" if rec.get("key_id") else "-")
     status = rec.get("status")
     dur = rec.get("duration_ms")
     took = f"{dur:g}ms" if isinstance(dur, int | float) else "-"
     model = f" model={rec['model']}" if rec.get("model") else ""
-    return (
+    return out.printable(
         f"{t}  {status}  {key}  {rec.get('method')} {rec.get('path') or '-'}{model}  "
         f"{rec.get('reason')}  {took}  {rec.get('client') or '-'}"
     )

@@ -17,6 +17,20 @@ def when(t: object, none: str = "never") -> str:
         return "?"
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control, format (bidi) and line-separator characters
+    escaped. Audit records carry what clients sent (a model name, a path), and an escape
+    sequence or a line break in them would act on the operator's terminal or forge lines."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
 def joined(v: object, empty: str) -> str:
     return ", ".join(str(x) for x in v) if isinstance(v, list) and v else empty
 

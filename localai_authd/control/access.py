@@ -90,6 +90,31 @@ def _prepare_dir(parent: Path, gid: int | None) -> None:
             )
 
 
+def _check_chain(parent: Path) -> None:
+    """Refuse a socket directory where another user could put their own socket at our path.
+
+    authctl trusts whatever listens there (it sends imported secrets and upstream keys, and
+    believes "revoked"). The directory must be writable by its owner only, and it and every
+    ancestor owned by root or us; an ancestor others may write is fine only if sticky (like
+    /tmp), since the entry below it is then ours and cannot be renamed by them.
+    """
+    me = os.geteuid()
+    real = Path(os.path.realpath(parent))
+    for i, d in enumerate((real, *real.parents)):
+        st = os.stat(d)
+        mode = stat.S_IMODE(st.st_mode)
+        if st.st_uid not in (0, me):
+            why = f"is owned by uid {st.st_uid}, not root or the daemon's user"
+        elif mode & 0o022 and (i == 0 or not mode & stat.S_ISVTX):
+            why = f"is writable by group or others (mode {mode:04o})"
+        else:
+            continue
+        raise ControlSocketError(
+            f"the control socket's directory {d} {why}: another user could put their own "
+            f"socket at {parent}; use a directory only root or the daemon's user can write"
+        )
+
+
 def _clear_stale(path: Path) -> None:
     try:
         st = os.lstat(path)
@@ -115,6 +140,7 @@ def bind_socket(path: Path, admin_group: str) -> socket.socket:
     """A bound, not yet listening, Unix socket at ``path`` with the modes described above."""
     gid = _admin_gid(admin_group)
     _prepare_dir(path.parent, gid)
+    _check_chain(path.parent)
     _clear_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # the socket file is born 0600: there is no looser instant

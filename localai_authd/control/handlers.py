@@ -135,7 +135,9 @@ async def import_key(call: Call) -> Result:
 async def issue_token(call: Call) -> Result:
     name = f.name(call.params["name"])
     settings = call.ctx.tokens()
-    ttl = f.seconds(call.body, "ttl") or settings.default_ttl
+    ttl = f.seconds(call.body, "ttl")  # 0 is refused by issue_token, not "the default"
+    if ttl is None:
+        ttl = settings.default_ttl
     scopes = f.str_list(call.body, "scopes")
     ident = call.ctx.store.get(name)
     token, exp, granted = call.ctx.store.issue_token(ident, ttl, settings.max_ttl, scopes)

@@ -33,6 +33,7 @@ from ..errors import (
     RequestTooLarge,
     UnknownField,
 )
+from ..redact import redact
 from .access import Peer, authorize, bind_socket, peer_of
 from .context import ControlContext
 from .handlers import Call, Operation, Result, check_fields, resolve
@@ -246,12 +247,14 @@ class ControlServer:
     ) -> None:
         uid = peer.uid if peer is not None else None
         fields: dict[str, Any] = {"status": status}
+        # The full credential check, not the audit trail's cheap prefix check: a refused
+        # name or a message may hold a key without its prefix, and control actions are rare.
         if name is not None:
-            fields["name"] = name[:_AUDIT_NAME_MAX]
+            fields["name"] = redact(name)[:_AUDIT_NAME_MAX]
         if isinstance(doc.get("kid"), str):
             fields["kid"] = doc["kid"]
         if detail:
-            fields["detail"] = detail
+            fields["detail"] = redact(detail)
         self.ctx.audit.control(action, uid, outcome, code, **fields)
         who = f"pid {peer.pid} uid {peer.uid}" if peer is not None else "unknown peer"
         level = logging.WARNING if code == "permission_denied" else logging.INFO

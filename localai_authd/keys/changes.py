@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import Conflict, NotFound, UsageError
 from . import format as keyformat
+from . import tokens as tok
 from .model import (
     ACTIVE,
     DEFAULT_SCOPES,
@@ -166,8 +167,14 @@ class KeyChanges:
                 )
             if not secret.isascii() or not secret.isprintable() or " " in secret:
                 raise UsageError("an imported secret must be printable ASCII without spaces")
-            if keyformat.looks_like_key(secret):
-                raise UsageError("that is already a localai-authd key; it needs no import")
+            # Any spelling of our prefixes: the gateway sends "tk_local_..." to token
+            # verification, so such a secret would be registered yet refused as a Bearer.
+            spelled = secret[: len(keyformat.PREFIX)].lower().replace("-", "_")
+            if keyformat.looks_like_key(spelled) or tok.looks_like_token(spelled):
+                raise UsageError(
+                    "that looks like a localai-authd key or token; a key needs no import, "
+                    "and a token cannot be a static secret"
+                )
             digest = self._table.digest(secret)
             if digest in self._table.by_digest:
                 raise Conflict("that secret is already registered to another key")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from ..modelref import BadReference, parse_glob
+from ..redact import looks_like_credential
 
 MAX_GLOB = 200
 _CHARS = re.compile(rf"[A-Za-z0-9._:/*?\[\]!@+-]{{1,{MAX_GLOB}}}")
@@ -18,6 +19,9 @@ _CHARS = re.compile(rf"[A-Za-z0-9._:/*?\[\]!@+-]{{1,{MAX_GLOB}}}")
 
 def check_glob(glob: object) -> str | None:
     """A problem with ``glob`` as a model pattern, or None."""
+    if isinstance(glob, str) and looks_like_credential(glob):
+        # Patterns are listed and answered everywhere: never repeat this one.
+        return "invalid model pattern: it looks like a key or token, and patterns are not secret"
     if not isinstance(glob, str) or not _CHARS.fullmatch(glob):
         return (
             f"invalid model pattern {glob!r}: use 1-{MAX_GLOB} characters from "

@@ -61,7 +61,8 @@ class TokenIssuer:
         scopes: tuple[str, ...] | None = None,
         vid: str | None = None,
     ) -> tuple[str, int, tuple[str, ...]]:
-        """A token for ``ident`` valid ``ttl`` seconds: (token, expiry, scopes it carries).
+        """A token for ``ident`` valid ``ttl`` seconds, or until the key expires if that is
+        sooner: (token, expiry, scopes it carries).
 
         ``ident.scopes`` is what the asking credential holds (for a token refresh, the
         presenting token's scopes, already narrowed); ``scopes`` may only narrow that, never
@@ -97,5 +98,11 @@ class TokenIssuer:
         elif not any(v.vid == vid for v in live):
             raise Conflict(f"the secret of key {ident.name!r} that asked has been rotated out")
         exp = int(now + ttl)
+        if ident.expires is not None:
+            # Never past the key's own end: such a token would claim a lifetime it does not
+            # have, and come back if the key were later given a longer expiry.
+            exp = min(exp, int(ident.expires))
+            if exp <= now:
+                raise Conflict(f"key {ident.name!r} expires within the second")
         claims = tok.Claims(ident.kid, vid, int(now), exp, granted)
         return tok.mint(self._signing.current(), claims), exp, granted

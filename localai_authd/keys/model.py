@@ -14,6 +14,7 @@ import secrets
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from ..redact import looks_like_credential
 from .globs import check_glob
 
 # Scopes are names; a route needs one (see gateway/routes.py). Adding a scope means adding it
@@ -41,6 +42,9 @@ MAX_GRACE_SECONDS = 366 * 86400.0  # a rotation's grace (key or signing secret):
 
 def check_name(name: str) -> str | None:
     """A problem with ``name`` as a key name, or None."""
+    if isinstance(name, str) and looks_like_credential(name):
+        # A name is shown, answered and audited everywhere: never repeat this one.
+        return "invalid key name: it looks like a key or token, and names are not secret"
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         return (
             f"invalid key name {name!r}: use 1-64 characters from A-Z a-z 0-9 . _ -, "
