@@ -61,6 +61,23 @@ def unauthorized(
     return Refusal(status, reason, message, outcome, challenge(error, basic))
 
 
+# Why a presented credential was refused is the audit trail's business, not the client's:
+# "secret_retired" would tell a thief that the key was rotated, "wrong_secret" that a key id
+# exists. The client gets OpenAI's own code for all of them.
+_CREDENTIAL_REFUSALS = frozenset(
+    {
+        "unknown_key",
+        "wrong_secret",
+        "secret_retired",
+        "revoked",
+        "expired",
+        "suspended",
+        "invalid_token",
+        "signing_secret_retired",
+    }
+)
+
+
 def render(refusal: Refusal, dialect: Dialect, request_id: str) -> web.Response:
     message = redact(refusal.message)
     body: dict[str, object]
@@ -69,7 +86,9 @@ def render(refusal: Refusal, dialect: Dialect, request_id: str) -> web.Response:
             "error": {
                 "message": message,
                 "type": _OPENAI_TYPE.get(refusal.status, "api_error"),
-                "code": refusal.reason,
+                "code": "invalid_api_key"
+                if refusal.reason in _CREDENTIAL_REFUSALS
+                else refusal.reason,
             }
         }
     else:

@@ -33,9 +33,10 @@ class TokenIssuer:
         suspended or expired), the key secret it was issued under (rotated out past its
         grace), and its signing secret.
         """
-        claims = self._signing.verify(token, leeway, max_ttl)
+        claims, why, kid = self._signing.check(token, leeway, max_ttl)
         if claims is None:
-            return Verdict(None, "invalid_token")
+            assert why != "ok"
+            return Verdict(None, why, kid)
         now = self._clock()
         ident = self._table.by_kid.get(claims.kid)
         if ident is None:

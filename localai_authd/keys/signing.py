@@ -60,6 +60,11 @@ class SigningSecrets:
     def verify(self, token: str, leeway: float, max_ttl: float) -> tok.Claims | None:
         return tok.verify(token, self._secrets, self._clock(), leeway, max_ttl)
 
+    def check(
+        self, token: str, leeway: float, max_ttl: float
+    ) -> tuple[tok.Claims | None, tok.TokenRefusal, str | None]:
+        return tok.check(token, self._secrets, self._clock(), leeway, max_ttl)
+
     def current(self) -> tok.SigningSecret:
         live = [s for s in self._secrets.values() if s.not_after is None]
         return max(live, key=lambda s: s.created)

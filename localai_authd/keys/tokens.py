@@ -27,7 +27,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 PREFIX = "tk_local_"
 SKID_LEN = 8
@@ -107,6 +107,9 @@ def mint(signing: SigningSecret, claims: Claims) -> str:
     return head + _b64(_sign(signing.secret, head))
 
 
+TokenRefusal = Literal["ok", "invalid_token", "expired", "signing_secret_retired"]
+
+
 def looks_like_token(text: str) -> bool:
     return text.startswith(PREFIX)
 
@@ -138,24 +141,38 @@ def verify(
     max_ttl: float,
 ) -> Claims | None:
     """The token's claims if it is well-formed, signed by a live secret and in date."""
+    return check(token, signing, now, leeway, max_ttl)[0]
+
+
+def check(
+    token: str,
+    signing: Mapping[str, SigningSecret],
+    now: float,
+    leeway: float,
+    max_ttl: float,
+) -> tuple[Claims | None, TokenRefusal, str | None]:
+    """(claims, "ok", kid), or (None, why, kid): the key id is given only once the signature
+    holds, so an audit record never names a key on the word of an unsigned payload."""
     if len(token) > MAX_LEN or not token.isascii() or not token.startswith(PREFIX):
-        return None
+        return None, "invalid_token", None
     body = token[len(PREFIX) :]
     if len(body) <= SKID_LEN + SIG_LEN:
-        return None
+        return None, "invalid_token", None
     skid, payload_b64, sig_b64 = body[:SKID_LEN], body[SKID_LEN:-SIG_LEN], body[-SIG_LEN:]
     sig = _unb64(sig_b64)
     known = signing.get(skid) if _SKID.fullmatch(skid) else None
     expected = _sign(known.secret if known else _DUMMY, token[:-SIG_LEN])
     good = hmac.compare_digest(expected, sig if sig is not None and len(sig) == 32 else b"\0" * 32)
-    if not good or known is None or not known.live(now):
-        return None
+    if not good or known is None:
+        return None, "invalid_token", None
     raw = _unb64(payload_b64)
     claims = _claims(raw) if raw is not None else None
     if claims is None:
-        return None
+        return None, "invalid_token", None
+    if not known.live(now):
+        return None, "signing_secret_retired", claims.kid
     if claims.expires + leeway <= now:
-        return None  # expired
+        return None, "expired", claims.kid
     if claims.expires - now > max_ttl + leeway or claims.issued > now + leeway:
-        return None  # from the future, or longer-lived than we ever issue
-    return claims
+        return None, "invalid_token", claims.kid  # from the future, or longer than we issue
+    return claims, "ok", claims.kid

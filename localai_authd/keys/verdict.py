@@ -19,6 +19,7 @@ Reason = Literal[
     "expired",
     "suspended",
     "invalid_token",
+    "signing_secret_retired",
 ]
 
 

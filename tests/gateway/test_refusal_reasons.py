@@ -13,9 +13,14 @@ from tests.conftest import GW, GwFactory
 
 
 async def _refused(gw: GW, headers: dict[str, str]) -> tuple[str, str | None]:
-    async with aiohttp.ClientSession() as s, s.get(gw.url + "/api/tags", headers=headers) as r:
-        assert r.status == 401
-        body = await r.text()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gw.url + "/v1/models", headers=headers) as r:
+            assert r.status == 401
+            # OpenAI's dialect: one code for every reason, none of ours
+            assert (await r.json())["error"]["code"] == "invalid_api_key"
+        async with s.get(gw.url + "/api/tags", headers=headers) as r:
+            assert r.status == 401
+            body = await r.text()
     rec = gw.audit()[-1]
     assert rec["status"] == 401 and rec["key"] is None
     # the client gets the same generic words whatever the reason
@@ -80,3 +85,16 @@ async def test_forward_auth_refusals_carry_kid_and_reason(gw: GW) -> None:
         assert r.status == 401
     rec = gw.audit()[-1]
     assert (rec["reason"], rec["key_id"]) == ("secret_retired", kid)
+
+
+async def test_an_expired_token_names_its_key(make_gw: GwFactory) -> None:
+    gw = await make_gw(tokens={"leeway": 0})
+    await gw.key("agent")
+    ident = gw.store.get("agent")
+    short, _, _ = gw.store.issue_token(ident, 1, 3600)
+    await asyncio.sleep(1.2)
+    assert await _refused(gw, bearer(short)) == ("expired", ident.kid)
+    # A token whose signing secret is gone names no key: nothing vouches for its payload.
+    live, _, _ = gw.store.issue_token(ident, 3600, 3600)
+    await gw.store.rotate_signing_secret(0)
+    assert await _refused(gw, bearer(live)) == ("invalid_token", None)
