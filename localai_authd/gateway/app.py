@@ -317,7 +317,8 @@ class Gateway:
                         "upstream_error",
                     )
                 fwd_headers.append(("Authorization", f"Bearer {up_key}"))
-            if ctx.route.model_from == "list" and ctx.identity.models and request.method == "GET":
+            # HEAD too: passed on, it states the unfiltered list's length (Go's net/http)
+            if ctx.route.model_from == "list" and ctx.identity.models:
                 return await listing.answer(
                     self._session,
                     up,

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from localai_authd.keys.store import KeyStore
-from tests.security.conftest import gateway_to
+from tests.security.conftest import GoGW, gateway_to
 
 GLOBS = [
     ("llama3*",),
@@ -36,6 +36,21 @@ async def _req(url: str, method: str, key: str) -> tuple[int, dict[str, str], by
         s.request(method, url, headers={"Authorization": f"Bearer {key}"}) as r,
     ):
         return r.status, dict(r.headers), await r.read()
+
+
+@pytest.mark.parametrize("path", ["/api/tags", "/api/ps"])
+@pytest.mark.parametrize("globs", GLOBS)
+async def test_head_on_a_listing_says_no_more_than_the_filtered_get(
+    go_gw: GoGW, path: str, globs: tuple[str, ...]
+) -> None:
+    key = (await go_gw.store.create("lim", models=globs)).key
+    status, headers, body = await _req(go_gw.url + path, "GET", key)
+    assert status == 200
+    head_status, head_headers, head_body = await _req(go_gw.url + path, "HEAD", key)
+    assert (head_status, head_body) == (200, b"")
+    # Whatever length the HEAD states is the filtered answer's, never the full list's.
+    assert head_headers.get("Content-Length", str(len(body))) == str(len(body))
+    assert head_headers.get("Content-Type") == headers.get("Content-Type")
 
 
 @pytest.fixture
