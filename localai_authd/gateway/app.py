@@ -304,6 +304,8 @@ class Gateway:
                 proto="https" if request.secure else "http",
                 original_host=request.headers.get("Host"),
             )
+            if ctx.out.meter is not None:  # usage is read from the answer: plain text only
+                fwd_headers = listing.identity_encoding(fwd_headers)
             fwd_headers.append(("X-Request-Id", ctx.request_id))
             if up.key_name:
                 # The upstream's own key (vLLM --api-key), never the client's credentials.
