@@ -304,6 +304,8 @@ class Gateway:
                 proto="https" if request.secure else "http",
                 original_host=request.headers.get("Host"),
             )
+            if ctx.doc is not None:  # the upstream reads the body as the JSON we read
+                fwd_headers = hdrs.as_json(fwd_headers)
             if ctx.out.meter is not None:  # usage is read from the answer: plain text only
                 fwd_headers = listing.identity_encoding(fwd_headers)
             fwd_headers.append(("X-Request-Id", ctx.request_id))
