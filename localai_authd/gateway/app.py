@@ -340,6 +340,9 @@ class Gateway:
             return resp
         except Refusal as r:
             return self._refuse(request, ctx, r)
+        except Exception:  # a fault of ours: aiohttp answers 500, and so does the record
+            ctx.out.status, ctx.out.outcome, ctx.out.reason = 500, "internal_error", "internal"
+            raise
         except asyncio.CancelledError:
             killed = task is not None and task in self.streams.killed
             ctx.out.outcome = "killed" if killed else "client_disconnected"
