@@ -40,6 +40,7 @@ RequestOutcome = Literal[
     "throttled",  # its source failed authentication too often (429 auth_throttled)
     "unavailable",  # refused, never waved through (503): the rate limiter failed, or
     # [audit] required and records cannot be written
+    "internal_error",  # a fault of the gateway's own (aiohttp answered 500)
 ]
 # ... and of a control-plane action.
 ControlOutcome = Literal["success", "failure"]

@@ -304,6 +304,10 @@ class Gateway:
                 proto="https" if request.secure else "http",
                 original_host=request.headers.get("Host"),
             )
+            if ctx.doc is not None:  # the upstream reads the body as the JSON we read
+                fwd_headers = hdrs.as_json(fwd_headers)
+            if ctx.out.meter is not None:  # usage is read from the answer: plain text only
+                fwd_headers = listing.identity_encoding(fwd_headers)
             fwd_headers.append(("X-Request-Id", ctx.request_id))
             if up.key_name:
                 # The upstream's own key (vLLM --api-key), never the client's credentials.
@@ -317,7 +321,8 @@ class Gateway:
                         "upstream_error",
                     )
                 fwd_headers.append(("Authorization", f"Bearer {up_key}"))
-            if ctx.route.model_from == "list" and ctx.identity.models and request.method == "GET":
+            # HEAD too: passed on, it states the unfiltered list's length (Go's net/http)
+            if ctx.route.model_from == "list" and ctx.identity.models:
                 return await listing.answer(
                     self._session,
                     up,
@@ -335,6 +340,9 @@ class Gateway:
             return resp
         except Refusal as r:
             return self._refuse(request, ctx, r)
+        except Exception:  # a fault of ours: aiohttp answers 500, and so does the record
+            ctx.out.status, ctx.out.outcome, ctx.out.reason = 500, "internal_error", "internal"
+            raise
         except asyncio.CancelledError:
             killed = task is not None and task in self.streams.killed
             ctx.out.outcome = "killed" if killed else "client_disconnected"

@@ -78,7 +78,10 @@ def keep_alive_seconds(v: Any) -> float:
     """What Ollama makes of a keep_alive value: seconds, FOREVER for negatives."""
     if isinstance(v, bool) or not isinstance(v, int | float | str):
         raise BadValue('keep_alive must be a number of seconds or a duration like "5m"')
-    secs = go_duration(v) if isinstance(v, str) else float(v)
+    try:
+        secs = go_duration(v) if isinstance(v, str) else float(v)
+    except OverflowError:  # an integer literal past float64: Go cannot decode it either
+        raise BadValue("keep_alive is out of range") from None
     if math.isnan(secs):
         raise BadValue("keep_alive is not a number")
     return FOREVER if secs < 0 else secs

@@ -30,6 +30,7 @@ from ..errors import AuthdError
 from ..keys.model import Identity
 from ..keys.store import KeyStore
 from . import policy, routes, target
+from .admission import Admission
 from .errors import BadTarget, Dialect, Refusal, RouteNotAllowed, render
 from .forward import Outcome
 from .identify import CredentialRefused, Principal, authenticate
@@ -40,6 +41,7 @@ class Gateway(Protocol):
 
     cfg: Config
     store: KeyStore
+    admission: Admission
 
 
 class Ctx(Protocol):
@@ -100,7 +102,10 @@ def decide(gw: Gateway, request: web.Request, ctx: Ctx, listener_index: int) -> 
     ctx.dialect, ctx.path = tgt.dialect, tgt.path
     cfg = gw.cfg
     listener = cfg.listen[min(listener_index, len(cfg.listen) - 1)]
-    ctx.principal = authenticate(request, listener, cfg, gw.store)
+    # The proxy's throttle for failed credentials: this door is open to the same clients.
+    ctx.principal = gw.admission.authenticate(
+        request.remote, lambda: authenticate(request, listener, cfg, gw.store)
+    )
     ident = ctx.identity = ctx.principal.identity
     picked = routes.select_upstream(tgt.path, tuple(u.prefix for u in cfg.upstreams))
     if picked is None:
@@ -132,6 +137,9 @@ async def verify(
 ) -> web.StreamResponse:
     try:
         decide(gw, request, ctx, listener_index)
+        assert ctx.identity is not None
+        # The key's request rate (and spent token budgets) count here as at the proxy.
+        await gw.admission.admit(ctx.identity, 0)
     except Refusal as r:
         return _deny(ctx, r)
     except AuthdError as e:  # could not decide (keyring): closed, and said in the journal

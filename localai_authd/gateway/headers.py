@@ -113,6 +113,14 @@ def to_upstream(
     return out
 
 
+def as_json(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` saying the body is JSON: the gateway read it as JSON whatever the client
+    said (``curl -d`` says a form), and an upstream that binds by Content-Type (echo, fiber:
+    LocalAI) would read the same bytes as a form, with fields from inside JSON strings."""
+    kept = [(k, v) for k, v in headers if k.lower() != "content-type"]
+    return [*kept, ("Content-Type", "application/json")]
+
+
 def to_client(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     items = list(headers)
     drop = HOP_BY_HOP | OWN_RESPONSE | _connection_named(items)

@@ -62,11 +62,23 @@ def _decoded(raw: bytes, encoding: str) -> bytes:
     return out
 
 
+async def _read_whole(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to ``limit`` bytes, to the end of the answer: ``read(n)`` alone returns as soon as
+    any data is there (the first chunk of a long list)."""
+    raw = bytearray()
+    while len(raw) < limit:
+        chunk = await content.read(limit - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    return bytes(raw)
+
+
 async def relay_filtered(
     up: aiohttp.ClientResponse, kind: str, allowed: tuple[str, ...]
 ) -> web.Response:
     """The filtered answer to send. Refusal (502) if it cannot be read or filtered."""
-    raw = await up.content.read(MAX_LISTING_BYTES + 1)
+    raw = await _read_whole(up.content, MAX_LISTING_BYTES + 1)
     if len(raw) > MAX_LISTING_BYTES:
         raise Refusal(
             502, "listing_too_large", "the upstream's model list is too large", "upstream_error"

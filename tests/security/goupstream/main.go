@@ -19,11 +19,31 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 )
+
+// -form-binding: bind as echo's DefaultBinder (LocalAI) and fiber's BodyParser do, by the
+// request's Content-Type: a urlencoded form sets string fields whose Go name matches a form
+// key case-insensitively (no form tags on the request types), JSON is decoded as gin does.
+var formBinding = flag.Bool("form-binding", false, "bind form bodies by Content-Type")
+
+func bindForm(r *http.Request, v any) {
+	_ = r.ParseForm()
+	rv := reflect.ValueOf(v).Elem()
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Type().Field(i)
+		for k, vals := range r.PostForm {
+			if strings.EqualFold(k, f.Name) && f.Type.Kind() == reflect.String && len(vals) > 0 {
+				rv.Field(i).SetString(vals[0])
+			}
+		}
+	}
+}
 
 // ---- Ollama's request types (the fields that matter, with their real types) ----
 
@@ -312,6 +332,13 @@ func (s *server) act(w http.ResponseWriter, r *http.Request, raw []string, extra
 }
 
 func bind(w http.ResponseWriter, r *http.Request, v any) bool {
+	if *formBinding {
+		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if ct == "application/x-www-form-urlencoded" {
+			bindForm(r, v)
+			return true
+		}
+	}
 	// gin's binding.decodeJSON: one Decode, nothing after the first value is looked at.
 	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
 		status := 400
