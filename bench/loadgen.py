@@ -33,13 +33,15 @@ local n = 0
 request = function()
   n = n + 1
   local h = {["Content-Type"] = "application/json", ["X-Bench-Mode"] = "w1"}
+  local path = "/api/generate?bench-mode=w1"
   if bad_every > 0 and n %% bad_every == 0 then
     h["Authorization"] = bad
     h["X-Bench-Bad"] = "1"
+    path = path .. "&bench-bad=1"
   else
     h["Authorization"] = good
   end
-  return wrk.format("POST", "/api/generate", h, body)
+  return wrk.format("POST", path, h, body)
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -138,8 +140,11 @@ def stream_request(
         body = b'{"model":"bench","messages":[{"role":"user","content":"hi"}],"stream":true}'
     else:
         body = b'{"model":"bench","prompt":"hi","stream":true}'
+    query = f"bench-mode={mode}&bench-chunks={chunks}&bench-pace-us={pace_us}&bench-id={sid}"
+    if bad:
+        query += "&bench-bad=1"
     lines = [
-        f"POST {path} HTTP/1.1",
+        f"POST {path}?{query} HTTP/1.1",
         "Host: 127.0.0.1",
         f"Authorization: Bearer {key}",
         "Content-Type: application/json",
@@ -379,7 +384,7 @@ async def simple_request(port: int, req: bytes, timeout: float = 5.0) -> tuple[i
 def w1_request(key: str, bad: bool = False, close: bool = True) -> bytes:
     body = b'{"model":"bench","prompt":"hi","stream":false}'
     lines = [
-        "POST /api/generate HTTP/1.1",
+        "POST /api/generate?bench-mode=w1" + ("&bench-bad=1" if bad else "") + " HTTP/1.1",
         "Host: 127.0.0.1",
         f"Authorization: Bearer {key}",
         "Content-Type: application/json",

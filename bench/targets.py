@@ -194,11 +194,22 @@ class Rig:
         )
         self.key = json.loads(out.stdout)["key"]
 
-    def authd_config(self, audit_log: bool = True) -> Path:
-        cfg = self.tmp / f"authd{'' if audit_log else '-nolog'}.toml"
+    def authd_config(self, audit_log: bool = True, legacy: bool = False) -> Path:
+        cfg = self.tmp / f"authd{'' if audit_log else '-nolog'}{'-legacy' if legacy else ''}.toml"
         # Production settings: audit to a file AND to the log (the journal, in production;
-        # here stderr to a file). Timeouts are the shipped defaults.
-        cfg.write_text(f'[audit]\nlog = {str(audit_log).lower()}\n\n[log]\nlevel = "info"\n')
+        # here stderr to a file). Timeouts are the shipped defaults. Two limits are raised
+        # (not turned off: their work is still measured): the brute-force throttle, which
+        # W1/W5's interleaved bad keys from one address would trip (then every request is a
+        # 429), and the per-source connection cap, which W4's thousands of idle streams from
+        # 127.0.0.1 are over. A ``legacy`` variant (a checkout from before those sections
+        # existed) gets neither: its config check would refuse them.
+        text = f'[audit]\nlog = {str(audit_log).lower()}\n\n[log]\nlevel = "info"\n'
+        if not legacy:
+            text += (
+                "\n[limits]\nfailed_auth_per_minute = 1000000000\n"
+                "\n[connections]\nmax_per_source = 60000\nmax_total = 60000\n"
+            )
+        cfg.write_text(text)
         return cfg
 
     def start_authd(
@@ -217,7 +228,15 @@ class Rig:
             raise SystemExit(f"bench: unknown variant option(s) {unknown}")
         args = [
             "--config",
-            str(self.authd_config(audit_log="audit-log-off" not in opts)),
+            str(
+                self.authd_config(
+                    audit_log="audit-log-off" not in opts,
+                    legacy=any(
+                        "/" in o and not (Path(o) / "localai_authd" / "limitsconfig.py").exists()
+                        for o in opts
+                    ),
+                )
+            ),
             "--listen",
             f"127.0.0.1:{port}",
             "--upstream",

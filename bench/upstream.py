@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 W1_BODY = (
@@ -221,6 +222,12 @@ class Server:
         if target.startswith("/_bench/"):
             self.control(c, method, target)
             return
+        # The harness's instructions also come in the query (bench-mode=...): the gateway
+        # forwards only an allow-list of client headers, so X-Bench-* stop there.
+        _, _, query = target.partition("?")
+        for k, v in urllib.parse.parse_qsl(query):
+            if k.startswith("bench-"):
+                h["x-" + k] = v
         st = self.stats
         st.requests += 1
         if "x-bench-bad" in h:
