@@ -1,1 +1,1 @@
-"""The benchmark harness of issue 6: see bench/README.md."""
+"""The benchmark harness: see bench/README.md."""

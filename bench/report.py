@@ -130,7 +130,7 @@ def _get(s: dict[str, Any], label: str, target: str, metric: str) -> float | Non
 
 
 def _issue_targets(s: dict[str, Any]) -> list[dict[str, Any]]:
-    """Where localai-authd stands against each target of issue 6."""
+    """Where localai-authd stands against each of its targets."""
     g = "localai-authd"
     rows: list[dict[str, Any]] = []
 
@@ -279,7 +279,7 @@ def markdown(data: dict[str, Any], s: dict[str, Any]) -> str:
         "round. Cells where the direct path itself missed its pacing are *rig-limited* and not "
         "scored.\n"
     )
-    L.append("## Against the targets of issue 6\n")
+    L.append("## Against the targets\n")
     L.append("| target | localai-authd | met |\n|---|---|---|")
     for r in s["targets"]:
         met = {True: "yes", False: "**no**", None: "n/a"}[r["met"]]

@@ -1,4 +1,4 @@
-"""The benchmark: direct vs nginx vs localai-authd, interleaved, in one run (issue 6).
+"""The benchmark: direct vs nginx vs localai-authd, interleaved, in one run.
 
     python -m bench [--quick] [--rounds N] [--seed S] [--out DIR] [--no-pin]
 

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -20,79 +17,28 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from ..audit import Audit
 from ..config import Config
-from ..keys.model import Identity
 from ..keys.store import KeyStore
-from ..redact import looks_like_credential, redact
+from ..redact import looks_like_credential
 from ..streams import StreamRegistry
 from . import headers as hdrs
 from . import inspection, listing, policy, routes, target
 from .admission import Admission, reserialize
-from .errors import Dialect, Refusal, render
-from .forward import Outcome, forward, new_session, stream_body
+from .context import CTX, Ctx, RecordHook, RequestIds, record
+from .errors import Refusal, render
+from .forward import forward, new_session, stream_body
 from .health import OWN_PREFIX, OwnEndpoints
-from .identify import CredentialRefused, Principal, authenticate
-from .limits import TOKEN_PATHS, Effective, check_streams
+from .identify import CredentialRefused, authenticate
+from .limits import TOKEN_PATHS, check_streams
 from .parse_refusals import ParseRefusals
 from .runner import PARSE_REFUSED
 from .token_endpoint import exchange_token
-from .tokencount import TokenMeter, Tokens
+from .tokencount import TokenMeter
 
 log = logging.getLogger("localai_authd.gateway")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 LISTENER: web.AppKey[int] = web.AppKey("listener", int)
 # A path, not a password (S105): where a key holder trades its key for a token (README).
 TOKEN_PATH = "/localai-authd/token"  # noqa: S105
-# Called with each request's audit record and its context (metrics, usage).
-RecordHook = Callable[[dict[str, Any], "Ctx"], None]
-
-
-@dataclass
-class Ctx:
-    """What one request has shown so far; it becomes the audit record."""
-
-    request_id: str
-    started: float
-    dialect: Dialect = "ollama"
-    path: str = ""
-    identity: Identity | None = None
-    principal: Principal | None = None
-    special: str = ""  # "token": our own token endpoint, not an upstream route; "verify"
-    method: str = ""  # forward-auth: the original request's method (else the request's own)
-    route: routes.Route | None = None
-    upstream: int = 0
-    forward_target: str = ""
-    client_headers: list[tuple[str, str]] = field(default_factory=list)  # what may go on
-    models: list[str] | None = None
-    doc: dict[str, Any] | None = None  # the JSON body the upstream will act on (body.py)
-    limits: Effective | None = None  # set once admitted
-    tokens: Tokens | None = None
-    bytes_in: int = 0
-    out: Outcome = field(default_factory=Outcome)
-    expect_done: bool = False
-    audited: bool = False
-    presented_kid: str | None = None  # the key id a refused credential carried
-
-
-_CTX: web.RequestKey[Ctx] = web.RequestKey("localai_authd.ctx", Ctx)
-
-
-class _RequestIds:
-    """Random 64-bit request ids (16 hex digits), drawn from the OS 512 at a time:
-    ``secrets.token_hex(8)`` per request costs a getrandom() call each (issue 6: ~2% of the
-    CPU of a small request)."""
-
-    __slots__ = ("_buf", "_pos")
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._pos = 0
-
-    def next(self) -> str:
-        pos = self._pos
-        if pos >= len(self._buf):
-            self._buf, pos = os.urandom(4096), 0
-        self._pos = pos + 8
-        return self._buf[pos : pos + 8].hex()
 
 
 class Gateway:
@@ -101,7 +47,7 @@ class Gateway:
         self.store = store
         self.audit = audit
         self.streams = streams
-        self._ids = _RequestIds()
+        self._ids = RequestIds()
         # Requests aiohttp's parser refused never reach handle(): the runner reports them.
         self.parse_refusals = ParseRefusals(audit.write, self._ids.next)
         self._routes: dict[tuple[str, str], routes.Route] = {}
@@ -223,7 +169,7 @@ class Gateway:
             ctx.limits = await self.admission.admit(ctx.identity, self.streams.count(kid))
 
     def _route(self, method: str, path: str) -> routes.Route:
-        """routes.match, remembered: it scans the whole allow-list (issue 6: ~2% of the CPU of
+        """routes.match, remembered: it scans the whole allow-list (bench/: ~2% of the CPU of
         a small request). Refusals raise and are not kept; the size is bounded (paths come
         from clients)."""
         route = self._routes.get((method, path))
@@ -391,10 +337,10 @@ class Gateway:
     # ---- edges -------------------------------------------------------------------------------
 
     def _ctx(self, request: web.Request) -> Ctx:
-        ctx = request.get(_CTX)
+        ctx = request.get(CTX)
         if ctx is None:
             ctx = Ctx(request_id=self._ids.next(), started=time.monotonic())
-            request[_CTX] = ctx
+            request[CTX] = ctx
         return ctx
 
     def _refuse(self, request: web.Request, ctx: Ctx, r: Refusal) -> web.Response:
@@ -409,27 +355,7 @@ class Gateway:
         if ctx.audited:
             return
         ctx.audited = True
-        ident = ctx.identity
-        rec: dict[str, Any] = {
-            "kind": "request",
-            "request_id": ctx.request_id,
-            "key_id": ident.kid if ident else ctx.presented_kid,
-            "key": ident.name if ident else None,
-            "auth": ctx.principal.method if ctx.principal else None,
-            "client": request.remote,
-            # Client-chosen text is redacted: a method, path or model name may be a key.
-            "method": redact(ctx.method or request.method),
-            "path": redact(ctx.path) if ctx.path else None,
-            "model": redact(ctx.models[0]) if ctx.models else None,
-            "status": ctx.out.status,
-            "bytes_in": ctx.bytes_in,
-            "bytes_out": ctx.out.bytes_out,
-            "duration_ms": round((time.monotonic() - ctx.started) * 1000, 3),
-            "outcome": ctx.out.outcome,
-            "reason": ctx.out.reason,
-        }
-        if ctx.tokens is not None:
-            rec.update(ctx.tokens.audit_fields())
+        rec = record(request, ctx)
         self.audit.write(rec)
         for hook in self.record_hooks:
             try:

@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from ..metrics import CONTENT_TYPE, Metrics, route_group
-from .app import Ctx, Gateway, RecordHook
+from .app import Gateway
+from .context import Ctx, RecordHook
 from .errors import SERVER
 
 METRICS_PATH = "/metrics"

@@ -62,7 +62,7 @@ _MODEL_OR_NAME = {"model_fields": ("model", "name"), "required": (("model", "nam
 _CREATE_UNCHECKED = ("files", "draft_files", "adapters", "remote_host", "modelfile", "path")
 
 ROUTES: tuple[Route, ...] = (
-    # Ollama native API (docs/api.md)
+    # Ollama native API (its docs/api.md)
     _r("GET HEAD", "/"),
     _r("GET HEAD", "/api/version"),
     _r("GET HEAD", "/api/tags", model_from="list"),

@@ -1,4 +1,4 @@
-"""HTTP Basic and time-limited tokens at the gateway (issue 4)."""
+"""HTTP Basic and time-limited tokens at the gateway."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TLS and mutual TLS on a listener, with real certificates (issue 4)."""
+"""TLS and mutual TLS on a listener, with real certificates."""
 
 from __future__ import annotations
 
