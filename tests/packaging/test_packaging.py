@@ -174,7 +174,7 @@ def test_authctl_man_page_documents_every_command_and_option() -> None:
 
 
 def test_daemon_man_page_documents_every_option() -> None:
-    from localai_authd.daemon import _parser
+    from localai_authd.cmdline import parser as _parser
 
     page = (PKG / "man" / "localai-authd.8.scd").read_text()
     for action in _parser()._actions:
