@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import requires
 from tests.control.conftest import MAX_REQUEST_BYTES, REQUEST_TIMEOUT, Control
 from tests.control.wire import http, parse, request_bytes, send_raw
 
@@ -129,6 +130,7 @@ async def test_one_connection_many_requests(control: Control) -> None:
     assert [x["action"] for x in control.audit()] == ["status"] * 3
 
 
+@requires("curl")
 async def test_curl_for_scripting(control: Control) -> None:
     proc = await asyncio.create_subprocess_exec(
         "curl", "-sS", "--unix-socket", str(control.sock), "-d", '{"name": "from-curl"}',

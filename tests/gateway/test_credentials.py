@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from localai_authd.gateway import credentials
 from localai_authd.keys import tokens as tok
-from tests.conftest import GW, GwFactory, raw_request, status_of
+from tests.conftest import GW, GwFactory, raw_request, requires, status_of
 
 TOKEN_URL = "/localai-authd/token"
 
@@ -31,6 +31,7 @@ async def _get(url: str, headers: dict[str, str], path: str = "/api/tags") -> in
 # ---- Basic ------------------------------------------------------------------------------------
 
 
+@requires("curl")
 async def test_basic_with_real_curl_on_loopback(gw: GW) -> None:
     key = await gw.key("laptop")
     # The gateway runs in this event loop: the subprocess must not block it.

@@ -17,6 +17,7 @@ import pytest
 from cryptography import x509
 
 from tests.certs import Certs, make_certs
+from tests.conftest import requires
 from tests.daemon_harness import AUTHCTL, Daemon, free_port
 from tests.fakeupstream import FakeUpstream
 
@@ -78,6 +79,7 @@ async def _sh(cmd: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     return p.returncode, out.decode()
 
 
+@requires("curl")
 async def test_readme_curl_lines_work(tls_daemon: tuple[Daemon, Certs, int, int]) -> None:
     d, certs, tls_port, mtls_port = tls_daemon
     key = (await d.authctl_json("create", "laptop"))["key"]
