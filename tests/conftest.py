@@ -41,7 +41,7 @@ def missing(*programs: str, apt: str = "", root: bool = False) -> str | None:
     """
     reasons: list[str] = []
     if root and os.geteuid() != 0:
-        reasons.append("needs root")
+        reasons.append("needs root (run the tests as root)")
     absent = [p for p in programs if shutil.which(p) is None]
     if absent:
         reasons.append(f"needs {', '.join(absent)}: apt-get install -y {apt or ' '.join(absent)}")
@@ -121,19 +121,33 @@ class GW:
             return []
         return [json.loads(x) for x in self.audit_path.read_text().splitlines()]
 
+    async def records(self, n: int) -> list[dict[str, Any]]:
+        """The audit records once there are at least ``n``: a streamed answer's record lands
+        after its last byte has gone, so the client can be faster than the record."""
+        return list(
+            await eventually(lambda: len(a := self.audit()) >= n and a, what=f"{n} records")
+        )
+
     async def key(self, name: str = "laptop", **kw: Any) -> str:
         return (await self.store.create(name, **kw)).key
+
+
+# Timeouts of the test gateway's upstream: far beyond anything a loaded machine needs, so that
+# no test outcome depends on how fast the machine is. A test about a timeout sets a short one
+# through make_gw(upstream={...}) and makes the upstream silent for good, never just for long.
+UPSTREAM_TIMEOUTS = {"first_byte_timeout": 60, "idle_timeout": 60}
 
 
 def gateway_config(
     upstream_url: str,
     tokens: dict[str, Any] | None = None,
     listener: dict[str, Any] | None = None,
+    upstream: dict[str, Any] | None = None,
     **server: Any,
 ) -> config.Config:
     doc: dict[str, Any] = {
         "server": server,
-        "upstream": [{"url": upstream_url, "first_byte_timeout": 3, "idle_timeout": 1}],
+        "upstream": [{"url": upstream_url, **UPSTREAM_TIMEOUTS, **(upstream or {})}],
         "tokens": tokens or {},
     }
     if listener is not None:
@@ -191,7 +205,26 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-async def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+async def eventually(
+    condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition"
+) -> Any:
+    """Poll ``condition`` until it returns something truthy (returned), for at most ``timeout``.
+
+    For effects that land after the answer (an audit line, a log record): the bound is only
+    there so that a broken feature fails instead of hanging, never a measure of speed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+async def raw_request(port: int, data: bytes, timeout: float = 30.0) -> bytes:
     """Send bytes as they are (no client library to tidy them up) and read the answer."""
     r, w = await asyncio.open_connection("127.0.0.1", port)
     try:

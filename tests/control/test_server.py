@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import requires
+from tests.conftest import eventually, requires
 from tests.control.conftest import MAX_REQUEST_BYTES, REQUEST_TIMEOUT, Control
 from tests.control.wire import http, parse, request_bytes, send_raw
 
@@ -242,10 +242,12 @@ async def test_garbage_gets_400_and_changes_nothing(control: Control, garbage: b
 async def test_half_a_request_head_then_silence_is_cut_off(control: Control) -> None:
     before = control.snapshot()
     t0 = time.monotonic()
-    out = await send_raw(control.sock, b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Le", 10)
+    # send_raw gives up (TimeoutError) after 30 s: a server that waited for good fails here.
+    out = await send_raw(control.sock, b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Le")
     elapsed = time.monotonic() - t0
     assert out == b"" or parse(out).status >= 400
-    assert REQUEST_TIMEOUT * 0.5 <= elapsed < REQUEST_TIMEOUT + 2, elapsed
+    # Cut by the request timeout, not before it (a busy machine can only make it later).
+    assert elapsed >= REQUEST_TIMEOUT * 0.5, elapsed
     assert control.snapshot() == before
 
 
@@ -253,10 +255,10 @@ async def test_half_a_body_then_silence_gets_408(control: Control) -> None:
     before = control.snapshot()
     head = b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
     t0 = time.monotonic()
-    a = parse(await send_raw(control.sock, head + b'{"name": "hal', 10))
+    a = parse(await send_raw(control.sock, head + b'{"name": "hal'))
     elapsed = time.monotonic() - t0
     assert (a.status, a.code) == (408, "request_timeout")
-    assert REQUEST_TIMEOUT * 0.5 <= elapsed < REQUEST_TIMEOUT + 2, elapsed
+    assert elapsed >= REQUEST_TIMEOUT * 0.5, elapsed
     assert control.snapshot() == before
 
 
@@ -287,14 +289,9 @@ async def test_client_leaving_mid_body_is_not_an_internal_error(control: Control
     _r, w = await asyncio.open_unix_connection(str(control.sock))
     w.write(b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
     await w.drain()
-    await asyncio.sleep(0.1)
     w.close()
     await w.wait_closed()
-    for _ in range(100):
-        if control.audit():
-            break
-        await asyncio.sleep(0.02)
-    assert control.audit()[-1]["reason"] == "client_gone"
+    assert (await eventually(control.audit, what="an audit record"))[-1]["reason"] == "client_gone"
     assert control.snapshot() == []
 
 
