@@ -24,6 +24,10 @@ run: $(STAMP) ## run the daemon in the foreground; state + keyring under ./.stat
 	$(BIN)/localai-authd --state-dir $(STATE) --control-socket $(STATE)/control.sock \
 	  --keyring-backend file --listen 127.0.0.1:11435 --upstream http://127.0.0.1:11434
 
+FAKE_UPSTREAM_PORT ?= 11434
+fake-upstream: $(STAMP) ## the tests' fake Ollama/OpenAI upstream on 127.0.0.1:11434, for make run
+	$(BIN)/python -m tests.fakeupstream --port $(FAKE_UPSTREAM_PORT)
+
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -62,4 +66,4 @@ lock: ## re-pin requirements/*.lock from requirements/*.in (needs uv)
 clean: ## remove the venv, caches and ./.state
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build dist *.egg-info
 
-.PHONY: help venv run test lint typecheck deb package-check bench bench-quick check lock clean
+.PHONY: help venv run fake-upstream test lint typecheck deb package-check bench bench-quick check lock clean
