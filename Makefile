@@ -32,8 +32,8 @@ test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check localai_authd tests packaging $(wildcard bench)
-	$(BIN)/ruff format --check localai_authd tests packaging $(wildcard bench)
+	$(BIN)/ruff check localai_authd tests packaging $(wildcard bench) soak
+	$(BIN)/ruff format --check localai_authd tests packaging $(wildcard bench) soak
 
 typecheck: $(STAMP) ## mypy --strict on the package
 	$(BIN)/mypy
@@ -56,6 +56,10 @@ bench: $(STAMP) $(BENCH_VENV)/.installed ## gateway vs direct vs nginx, publishe
 bench-quick: $(STAMP) $(BENCH_VENV)/.installed ## the same in about a minute (not published)
 	$(BENCH_VENV)/bin/python -m bench --quick $(BENCH_ARGS)
 
+SOAK_SECONDS ?= 600
+soak: $(STAMP) ## mixed traffic against a real daemon; RSS, fds, tasks must not grow (SOAK_SECONDS=600)
+	$(BIN)/python -m soak --seconds $(SOAK_SECONDS)
+
 check: lint typecheck test package-check ## lint, types, tests, the package stage (what CI runs)
 
 lock: ## re-pin requirements/*.lock from requirements/*.in (needs uv)
@@ -66,4 +70,4 @@ lock: ## re-pin requirements/*.lock from requirements/*.in (needs uv)
 clean: ## remove the venv, caches and ./.state
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build dist *.egg-info
 
-.PHONY: help venv run fake-upstream test lint typecheck deb package-check bench bench-quick check lock clean
+.PHONY: help venv run fake-upstream test soak lint typecheck deb package-check bench bench-quick check lock clean

@@ -94,6 +94,7 @@ async def test_status_and_reload(control: Control) -> None:
     await control.store.create("laptop")
     s = await http(control.sock, "GET", "/v1/status")
     assert s.status == 200 and s.doc["keys"]["active"] == 1
+    assert s.doc["asyncio_tasks"] >= 1  # this very request's handler is one
     r = await http(control.sock, "POST", "/v1/reload")
     assert r.status == 200 and r.doc == {"reloaded": True, "problems": []}
     assert control.levers.reloads == 1
