@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import hypothesis
 import pytest
 from aiohttp import web
 
@@ -27,6 +28,15 @@ from localai_authd.keys.store import KeyStore
 from localai_authd.keys.vault import open_vault
 from localai_authd.streams import StreamRegistry
 from tests.fakeupstream import FakeUpstream
+
+# Property tests judge answers, not speed: hypothesis's default 200 ms deadline per example
+# fails them on a busy machine (DeadlineExceeded, then Flaky). Every @settings inherits this.
+hypothesis.settings.register_profile(
+    "localai-authd",
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile("localai-authd")
 
 # ---- what a test needs from the machine --------------------------------------------------------
 
