@@ -152,7 +152,7 @@ async def test_a_refused_reload_still_reopens_the_audit_file(
             s.get(d.url + "/api/tags", headers=_h(key)) as r,
         ):
             assert r.status == 200
-        for _ in range(100):
+        for _ in range(600):  # bounded (60 s): a liveness bound, never a speed measure
             if audit.exists() and '"path":"/api/tags"' in audit.read_text():
                 break
             await asyncio.sleep(0.1)
