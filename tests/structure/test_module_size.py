@@ -12,7 +12,9 @@ LIMIT = 400
 # path (relative to the checkout) -> why it may be longer, for now. Remove an entry as soon as
 # the module is split; an entry for a module that is short enough fails the test.
 ALLOWED: dict[str, str] = {
-    "localai_authd/daemon.py": "the reload plan/commit split (reload.py) moves code out of it",
+    "localai_authd/daemon.py": "still over after the reload split (reload.py): to be split again",
+    "localai_authd/gateway/app.py": "grew with the limits, metrics and forward-auth hooks: "
+    "the refusal/audit edges are to move out of it",
     "localai_authd/keys/backend.py": "the file keyring backend; to be split (format / storage)",
 }
 
