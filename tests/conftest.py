@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass
@@ -37,6 +38,34 @@ hypothesis.settings.register_profile(
     suppress_health_check=[hypothesis.HealthCheck.too_slow],
 )
 hypothesis.settings.load_profile("localai-authd")
+
+# The unit runs the daemon with LimitNOFILE=65536 and the connection caps are derived from the
+# open-file limit; a login shell's soft limit is often 1024. Raise the soft limit as far as the
+# hard one allows, for this process and the daemons it starts, so that no outcome depends on
+# the shell the suite was started from.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+_want = 65536 if _hard == resource.RLIM_INFINITY else min(65536, _hard)
+if _soft != resource.RLIM_INFINITY and _soft < _want:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_want, _hard))
+
+# Variables a service manager sets for the process it runs. Tests that want them (the daemon
+# harness's notify socket) set their own; inherited ones (a suite run under systemd, in a
+# container) would make the code under test talk to the runner's manager instead.
+SERVICE_MANAGER_ENV = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_service_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in SERVICE_MANAGER_ENV:
+        monkeypatch.delenv(var, raising=False)
+
 
 # ---- what a test needs from the machine --------------------------------------------------------
 
