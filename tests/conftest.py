@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,13 @@ _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 _want = 65536 if _hard == resource.RLIM_INFINITY else min(65536, _hard)
 if _soft != resource.RLIM_INFINITY and _soft < _want:
     resource.setrlimit(resource.RLIMIT_NOFILE, (_want, _hard))
+
+# A suite started in the background by a non-interactive shell (CI, nohup, `cmd &` in a script)
+# inherits SIGINT ignored, and so would every process it starts: Ctrl-C tests (authctl audit
+# --follow, the daemon's second stop signal) would then wait forever. Give SIGINT back its
+# usual meaning here; a child's disposition after exec is then the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Variables a service manager sets for the process it runs. Tests that want them (the daemon
 # harness's notify socket) set their own; inherited ones (a suite run under systemd, in a
