@@ -182,13 +182,13 @@ async def test_signing_secret_rotation_with_grace(gw: GW) -> None:
     assert old_token[9:17] != new_token[9:17]  # a new signing-secret id
     for t in (old_token, new_token):
         assert await _get(gw.url, {"Authorization": f"Bearer {t}"}) == 200
-    # A short grace, then past it (a sleep can only make it later): that secret's tokens die,
-    # the one still in its hour of grace and the newest one live.
+    # A short grace, then past it (a sleep can only make it later): a rotation's grace caps
+    # every older secret's end, so both older secrets' tokens die; the newest one lives.
     await gw.store.rotate_signing_secret(grace=1)
     newest, _, _ = gw.store.issue_token(ident, 600, 86400)
     await asyncio.sleep(2)
     assert await _get(gw.url, {"Authorization": f"Bearer {new_token}"}) == 401
-    assert await _get(gw.url, {"Authorization": f"Bearer {old_token}"}) == 200
+    assert await _get(gw.url, {"Authorization": f"Bearer {old_token}"}) == 401
     assert await _get(gw.url, {"Authorization": f"Bearer {newest}"}) == 200
 
 
