@@ -31,9 +31,12 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-async def run_traffic(traffic: Traffic, seconds: float, workers: int, seed: int) -> None:
+async def run_traffic(
+    url: str, port: int, key: str, tally: Tally, seconds: float, workers: int, seed: int
+) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
-    await asyncio.gather(*(traffic.worker(deadline, seed + i) for i in range(workers)))
+    clients = [Traffic(url, port, key, tally, f"127.0.0.{2 + i}") for i in range(workers)]
+    await asyncio.gather(*(c.worker(deadline, seed + i) for i, c in enumerate(clients)))
 
 
 async def settled(daemon: Daemon, baseline: Sample) -> Sample:
@@ -59,12 +62,12 @@ async def soak(seconds: float, workers: int) -> int:
         await daemon.start()
         key = (await daemon.authctl_json("create", "soak"))["key"]
         tally = Tally()
-        traffic = Traffic(daemon.url, daemon.port, key, tally)
+        where = (daemon.url, daemon.port, key, tally)
         cold = await sample(daemon)
         log(f"daemon pid {daemon.proc.pid if daemon.proc else '?'} on {daemon.url}")
         log(f"cold      {cold.line()}")
         warmup = min(30.0, max(5.0, seconds / 20))
-        await run_traffic(traffic, warmup, workers, seed=1)
+        await run_traffic(*where, warmup, workers, seed=1)
         # Idle again: pooled upstream connections close after their keep-alive, so the
         # descriptors come back to what the cold daemon had; the memory stays warm.
         baseline = await settled(daemon, cold)
@@ -72,7 +75,7 @@ async def soak(seconds: float, workers: int) -> int:
 
         loop = asyncio.get_running_loop()
         started = loop.time()
-        run = asyncio.create_task(run_traffic(traffic, seconds, workers, seed=1000))
+        run = asyncio.create_task(run_traffic(*where, seconds, workers, seed=1000))
         while not run.done():
             await asyncio.wait({run}, timeout=min(60.0, max(5.0, seconds / 10)))
             s = await sample(daemon)

@@ -1,5 +1,10 @@
 """The soak's clients: each worker loops over a weighted mix of what real clients do, and what
-they do wrong, until the deadline. Every answer is checked; an unexpected one is counted."""
+they do wrong, until the deadline. Every answer is checked; an unexpected one is counted.
+
+The wrong-doers (bad keys, heads cut short) come from loopback addresses of their own
+(127.0.0.2 and up), as attackers would: the daemon throttles failed authentications per
+source, and must go on serving the good client (127.0.0.1) while it refuses them (429).
+"""
 
 from __future__ import annotations
 
@@ -24,9 +29,11 @@ class Tally:
 
 
 class Traffic:
-    def __init__(self, url: str, port: int, key: str, tally: Tally) -> None:
+    def __init__(self, url: str, port: int, key: str, tally: Tally, bad_ip: str) -> None:
         self.url, self.port, self.key, self.tally = url, port, key, tally
         self.auth = {"Authorization": f"Bearer {key}"}
+        self.bad_ip = bad_ip  # where this worker's wrong-doing comes from
+        self.bad_session: aiohttp.ClientSession | None = None
 
     async def small(self, s: aiohttp.ClientSession) -> None:
         async with s.get(self.url + "/api/tags", headers=self.auth) as r:
@@ -51,7 +58,9 @@ class Traffic:
             data = await r.read()
             self.tally.check("sse_stream", r.status == 200 and b"[DONE]" in data, r.status)
 
-    async def bad_key(self, s: aiohttp.ClientSession) -> None:
+    async def bad_key(self, _: aiohttp.ClientSession) -> None:
+        s = self.bad_session
+        assert s is not None
         bad = random.choice(
             [
                 {"Authorization": "Bearer sk_local_" + secrets.token_hex(20)},
@@ -61,7 +70,8 @@ class Traffic:
         )
         async with s.get(self.url + "/api/tags", headers=bad) as r:
             await r.read()
-            self.tally.check("bad_key", r.status in (400, 401), r.status)
+            # 429 once the source is throttled for its failed authentications.
+            self.tally.check("bad_key", r.status in (400, 401, 429), r.status)
 
     async def leave_mid_stream(self, s: aiohttp.ClientSession) -> None:
         body = {"model": "llama3", "prompt": "hi"}
@@ -71,7 +81,7 @@ class Traffic:
         self.tally.check("leave_mid_stream", r.status == 200 and bool(first), r.status)
 
     async def leave_mid_head(self, _: aiohttp.ClientSession) -> None:
-        _r, w = await asyncio.open_connection("127.0.0.1", self.port)
+        _r, w = await asyncio.open_connection("127.0.0.1", self.port, local_addr=(self.bad_ip, 0))
         w.write(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Le")
         await w.drain()
         w.close()
@@ -93,7 +103,11 @@ class Traffic:
         rng = random.Random(seed)
         names, weights = zip(*self.mix(), strict=True)
         loop = asyncio.get_running_loop()
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        bad = aiohttp.TCPConnector(limit=0, local_addr=(self.bad_ip, 0))
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s,
+            aiohttp.ClientSession(connector=bad) as self.bad_session,
+        ):
             while loop.time() < deadline:
                 action = rng.choices(names, weights)[0]
                 try:
