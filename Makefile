@@ -24,12 +24,16 @@ run: $(STAMP) ## run the daemon in the foreground; state + keyring under ./.stat
 	$(BIN)/localai-authd --state-dir $(STATE) --control-socket $(STATE)/control.sock \
 	  --keyring-backend file --listen 127.0.0.1:11435 --upstream http://127.0.0.1:11434
 
+FAKE_UPSTREAM_PORT ?= 11434
+fake-upstream: $(STAMP) ## the tests' fake Ollama/OpenAI upstream on 127.0.0.1:11434, for make run
+	$(BIN)/python -m tests.fakeupstream --port $(FAKE_UPSTREAM_PORT)
+
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check localai_authd tests packaging $(wildcard bench)
-	$(BIN)/ruff format --check localai_authd tests packaging $(wildcard bench)
+	$(BIN)/ruff check localai_authd tests packaging $(wildcard bench) soak
+	$(BIN)/ruff format --check localai_authd tests packaging $(wildcard bench) soak
 
 typecheck: $(STAMP) ## mypy --strict on the package
 	$(BIN)/mypy
@@ -52,6 +56,10 @@ bench: $(STAMP) $(BENCH_VENV)/.installed ## gateway vs direct vs nginx, publishe
 bench-quick: $(STAMP) $(BENCH_VENV)/.installed ## the same in about a minute (not published)
 	$(BENCH_VENV)/bin/python -m bench --quick $(BENCH_ARGS)
 
+SOAK_SECONDS ?= 600
+soak: $(STAMP) ## mixed traffic against a real daemon; RSS, fds, tasks must not grow (SOAK_SECONDS=600)
+	$(BIN)/python -m soak --seconds $(SOAK_SECONDS)
+
 check: lint typecheck test package-check ## lint, types, tests, the package stage (what CI runs)
 
 lock: ## re-pin requirements/*.lock from requirements/*.in (needs uv)
@@ -62,4 +70,4 @@ lock: ## re-pin requirements/*.lock from requirements/*.in (needs uv)
 clean: ## remove the venv, caches and ./.state
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache $(STATE) build dist *.egg-info
 
-.PHONY: help venv run test lint typecheck deb package-check bench bench-quick check lock clean
+.PHONY: help venv run fake-upstream test soak lint typecheck deb package-check bench bench-quick check lock clean

@@ -16,6 +16,10 @@ from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
 AUTHCTL = str(VENV_BIN / "authctl")
+# The least a wait for the daemon gives it. Waits here are liveness bounds (a broken daemon
+# fails instead of hanging), never measures of speed: on a busy machine a start, a reload or a
+# log line can take many seconds, so a shorter timeout a test passes is raised to this.
+PATIENCE = 60.0
 
 
 def free_port() -> int:
@@ -91,13 +95,14 @@ class Daemon:
             )
         if wait:
             self._drain()
-            await self.wait_for("READY=1", 30, after=mark)
+            await self.wait_for("READY=1", after=mark)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text() if self.stderr_path else ""
 
-    async def wait_log(self, text: str, timeout: float = 5) -> str:
+    async def wait_log(self, text: str, timeout: float = PATIENCE) -> str:
         """The daemon's stderr once it contains ``text`` (records land after the response)."""
+        timeout = max(timeout, PATIENCE)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
@@ -116,8 +121,9 @@ class Daemon:
                 return
             self.messages.extend(data.decode().split("\n"))
 
-    async def wait_for(self, line: str, timeout: float = 10, after: int = 0) -> int:
+    async def wait_for(self, line: str, timeout: float = PATIENCE, after: int = 0) -> int:
         """Index of the first notify line equal to (or starting with) ``line`` after ``after``."""
+        timeout = max(timeout, PATIENCE)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
@@ -143,7 +149,7 @@ class Daemon:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(p.communicate(stdin), 30)
+        out, err = await asyncio.wait_for(p.communicate(stdin), PATIENCE)
         assert p.returncode is not None
         if check and p.returncode != 0:
             raise AssertionError(f"authctl {args} failed {p.returncode}: {err.decode()}")
@@ -157,7 +163,7 @@ class Daemon:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
+    async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = PATIENCE) -> int:
         if self.proc is None or self.proc.returncode is not None:
             return self.proc.returncode if self.proc and self.proc.returncode is not None else 0
         self.proc.send_signal(sig)

@@ -2,20 +2,30 @@
 
 It records every request it receives, and can be told to hold a chunk until released,
 stall mid-stream, reset the connection, or delay its headers. Used by the tests and by
-`make run`-style manual trials (python -m tests.fakeupstream --port 11434).
+`make run`-style manual trials (`make fake-upstream`, on 127.0.0.1:11434).
+
+It answers the way the real servers do where clients depend on it: Ollama's /api/generate and
+/api/chat stream unless `"stream": false`, and then answer one object with the whole text,
+done=true and the token counts; OpenAI's /v1/chat/completions answers one JSON object unless
+`"stream": true`. The listings (/api/tags, /api/ps, /v1/models, /v1/models/{id}) of `models`
+are in tests/fakelistings.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests import fakelistings as listings
+
+PROMPT_EVAL_COUNT = 3  # what the fake reports as the prompt's tokens, whatever the prompt
+CREATED_AT = "2026-11-29T00:00:00Z"
 
 
 @dataclass
@@ -80,25 +90,42 @@ class FakeUpstream:
         done = i == n - 1
         d: dict[str, Any] = {
             "model": model,
-            "created_at": "2026-11-29T00:00:00Z",
+            "created_at": CREATED_AT,
             "response": "" if done else f"tok{i} ",
             "done": done,
         }
         if done:
-            d.update({"done_reason": "stop", "total_duration": 1, "eval_count": n - 1})
+            d.update(FakeUpstream.ollama_counts(n))
         return json.dumps(d).encode() + b"\n"
+
+    @staticmethod
+    def ollama_counts(n: int) -> dict[str, Any]:
+        """The last object of an Ollama answer: why it stopped, durations (ns), token counts."""
+        return {
+            "done_reason": "stop",
+            "total_duration": 1000,
+            "load_duration": 10,
+            "prompt_eval_count": PROMPT_EVAL_COUNT,
+            "prompt_eval_duration": 100,
+            "eval_count": n - 1,
+            "eval_duration": 800,
+        }
+
+    def text(self) -> str:
+        """The whole text of an answer: what the chunks of a stream add up to."""
+        return "".join(f"tok{i} " for i in range(self.chunks - 1))
 
     @staticmethod
     def chat_chunk(i: int, n: int, model: str) -> bytes:
         done = i == n - 1
         d: dict[str, Any] = {
             "model": model,
-            "created_at": "2026-11-29T00:00:00Z",
+            "created_at": CREATED_AT,
             "message": {"role": "assistant", "content": "" if done else f"tok{i} "},
             "done": done,
         }
         if done:
-            d["done_reason"] = "stop"
+            d.update(FakeUpstream.ollama_counts(n))
         return json.dumps(d).encode() + b"\n"
 
     @staticmethod
@@ -154,60 +181,52 @@ class FakeUpstream:
             await asyncio.sleep(self.header_delay)
         if self.redirect and path == "/api/version":
             raise web.HTTPFound("http://127.0.0.1:1/elsewhere")
-        if path in ("/api/tags", "/api/ps", "/v1/models"):
-            return self._listing(path)
-        if path in ("/api/version", "/"):
-            return web.json_response(
-                {
-                    "models": [{"name": "llama3:latest"}],
-                    "object": "list",
-                    "data": [{"id": "llama3", "object": "model"}],
-                }
-            )
-        if path == "/api/generate" or path == "/api/chat" or path == "/v1/chat/completions":
-            stream = doc.get("stream", True) if isinstance(doc, dict) else True
-            kind = {"/api/generate": "ndjson", "/api/chat": "chat"}.get(path, "sse")
-            if kind == "sse" and not stream:
-                return web.json_response(
-                    {
-                        "id": "chatcmpl-1",
-                        "object": "chat.completion",
-                        "created": 1,
-                        "model": model,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": "hello"},
-                            }
-                        ],
-                    }
-                )
-            if kind != "sse" and stream is False:
-                return web.json_response(json.loads(self.ndjson_chunk(0, 1, model)))
+        listing = listings.answer(path, self.models, gzipped=self.gzip_listings)
+        if listing is not None:
+            return listing
+        if path in ("/api/generate", "/api/chat"):
+            kind = "ndjson" if path == "/api/generate" else "chat"
+            # Ollama streams unless told not to.
+            if isinstance(doc, dict) and doc.get("stream", True) is False:
+                return web.json_response(self.ollama_whole(kind, model))
             return await self._stream(request, kind, model)
+        if path == "/v1/chat/completions":
+            # OpenAI answers one JSON object unless told to stream.
+            if isinstance(doc, dict) and doc.get("stream") is True:
+                return await self._stream(request, "sse", model)
+            return web.json_response(self.openai_whole(model))
         return web.json_response({"ok": True, "path": path})
 
-    def _listing(self, path: str) -> web.Response:
-        if path == "/v1/models":
-            data = [
-                {"id": m, "object": "model", "created": 1, "owned_by": "library"}
-                for m in self.models
-            ]
-            doc: dict[str, Any] = {"object": "list", "data": data}
+    def ollama_whole(self, kind: str, model: str) -> dict[str, Any]:
+        """Ollama's answer with "stream": false: one object, the whole text, done, counts."""
+        d: dict[str, Any] = {"model": model, "created_at": CREATED_AT}
+        if kind == "chat":
+            d["message"] = {"role": "assistant", "content": self.text()}
         else:
-            doc = {
-                "models": [
-                    {"name": m, "model": m, "size": 1, "digest": "0" * 64} for m in self.models
-                ]
-            }
-        body = json.dumps(doc).encode()
-        if not self.gzip_listings:
-            return web.json_response(doc)
-        return web.Response(
-            body=gzip.compress(body),
-            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
-        )
+            d["response"] = self.text()
+        return {**d, "done": True, **self.ollama_counts(self.chunks)}
+
+    def openai_whole(self, model: str) -> dict[str, Any]:
+        """OpenAI's chat completion without "stream": the message and its usage."""
+        completion = self.chunks - 1
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": self.text()},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": PROMPT_EVAL_COUNT,
+                "completion_tokens": completion,
+                "total_tokens": PROMPT_EVAL_COUNT + completion,
+            },
+        }
 
     async def _stream(self, request: web.Request, kind: str, model: str) -> web.StreamResponse:
         ctype = "text/event-stream" if kind == "sse" else "application/x-ndjson"

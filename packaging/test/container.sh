@@ -19,27 +19,31 @@ CONTAINER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 log() { printf '%s [%5ss] %s\n' "${LOG_TAG:-e2e}" "$SECONDS" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
-# cache_root: prints the path of the cached root, making it first if needed (about 35-60 s once).
+# cache_root [INCLUDE [FLAVOUR]]: prints the path of the cached root, making it first if needed
+# (about 35-60 s once). INCLUDE defaults to the booted-systemd list above; each FLAVOUR (default
+# "minbase") keeps one root, so the package test and packaging/test/fresh-machine.sh never
+# evict each other's.
 cache_root() {
-    local key root tmp
+    local include=${1:-$INCLUDE} flavour=${2:-minbase} key root tmp
     # RECIPE: bump when the steps below change, so that cached roots are remade.
     local RECIPE=2
-    key=$(printf '%s %s %s %s' "$RECIPE" "$SUITE" "$INCLUDE" "$MIRROR" | sha256sum | cut -c1-12)
-    root="$CACHE_DIR/$SUITE-minbase-$key"
+    key=$(printf '%s %s %s %s' "$RECIPE" "$SUITE" "$include" "$MIRROR" | sha256sum | cut -c1-12)
+    root="$CACHE_DIR/$SUITE-$flavour-$key"
     if [[ -f "$root/.complete" ]]; then
         printf '%s\n' "$root"
         return 0
     fi
     mkdir -p "$CACHE_DIR"
     # Roots made for another package list are stale: drop them (each is about 250 MB).
-    for old in "$CACHE_DIR/$SUITE"-minbase-*; do
-        [[ -d "$old" && "$old" != "$root" ]] && rm -rf "$old"
+    for old in "$CACHE_DIR/$SUITE-$flavour"-*; do
+        [[ -d "$old" && "$old" != "$root" && "$old" != *.tmp.* ]] && rm -rf "$old"
     done
     tmp="$root.tmp.$$"
     rm -rf "$tmp"
-    log "debootstrap $SUITE minbase (+$INCLUDE) into $root (cached for later runs)"
-    timeout 600 debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$MIRROR" \
-        >"$CACHE_DIR/debootstrap.log" 2>&1 || { tail -20 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap"; }
+    log "debootstrap $SUITE minbase (+$include) into $root (cached for later runs)"
+    timeout 600 debootstrap --variant=minbase --include="$include" "$SUITE" "$tmp" "$MIRROR" \
+        >"$CACHE_DIR/debootstrap-$flavour.log" 2>&1 \
+        || { tail -20 "$CACHE_DIR/debootstrap-$flavour.log" >&2; die "debootstrap"; }
     # No network inside the container: drop the package lists' sources so apt never tries.
     rm -f "$tmp/etc/apt/sources.list" "$tmp"/etc/apt/sources.list.d/*
     # Make it boot quietly and fast: no getty on the console, no login prompts.

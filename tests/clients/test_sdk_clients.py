@@ -53,3 +53,57 @@ async def test_ollama_shows_our_401_message(gw: GW) -> None:
     await client.close()
     assert e.value.status_code == 401
     assert "missing API key" in e.value.error
+
+
+# ---- non-streaming calls: the SDKs' defaults (OpenAI) and `stream=False` (Ollama) ---------------
+
+
+async def test_openai_non_streaming_chat(gw: GW) -> None:
+    key = await gw.key()
+    client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    done = await client.chat.completions.create(
+        model="llama3", messages=[{"role": "user", "content": "hi"}]
+    )
+    await client.close()
+    assert done.choices[0].message.content == gw.upstream.text()
+    assert done.choices[0].finish_reason == "stop"
+    assert done.usage is not None and done.usage.completion_tokens == gw.upstream.chunks - 1
+    assert b'"stream"' not in gw.upstream.seen[0].body  # the SDK's default: no stream
+
+
+async def test_openai_lists_and_retrieves_models(gw: GW) -> None:
+    key = await gw.key()
+    client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
+    ids = [m.id async for m in client.models.list()]
+    model = await client.models.retrieve("mistral:7b")
+    await client.close()
+    assert ids == gw.upstream.models
+    assert model.id == "mistral:7b"
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["generate", "chat"])
+async def test_ollama_non_streaming_answer_is_whole(gw: GW, chat: bool) -> None:
+    key = await gw.key()
+    client = ollama.AsyncClient(host=gw.url, headers={"Authorization": f"Bearer {key}"})
+    if chat:
+        answer = await client.chat(
+            model="llama3", messages=[{"role": "user", "content": "hi"}], stream=False
+        )
+        text = answer.message.content
+    else:
+        answer = await client.generate(model="llama3", prompt="hi", stream=False)
+        text = answer.response
+    await client.close()
+    assert text == gw.upstream.text()
+    assert answer.done and answer.done_reason == "stop"
+    assert answer.eval_count == gw.upstream.chunks - 1 and answer.prompt_eval_count
+
+
+async def test_ollama_lists_models(gw: GW) -> None:
+    key = await gw.key()
+    client = ollama.AsyncClient(host=gw.url, headers={"Authorization": f"Bearer {key}"})
+    listed = await client.list()
+    running = await client.ps()
+    await client.close()
+    assert [m.model for m in listed.models] == gw.upstream.models
+    assert [m.model for m in running.models] == gw.upstream.models

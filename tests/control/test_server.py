@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import eventually, requires
 from tests.control.conftest import MAX_REQUEST_BYTES, REQUEST_TIMEOUT, Control
 from tests.control.wire import http, parse, request_bytes, send_raw
 
@@ -37,12 +38,18 @@ async def test_create_show_list(control: Control) -> None:
 
 async def test_create_with_scopes_and_expiry(control: Control) -> None:
     body = {"name": "ops", "scopes": ["inference", "admin"], "expires": "1h"}
+    # The expiry is "now" at the daemon plus the duration: bracketed by the clock before and
+    # after the call, however long the call took.
+    t0 = time.time()
     a = await http(control.sock, "POST", "/v1/keys", body)
+    t1 = time.time()
     assert a.status == 201, a.body
     assert a.doc["scopes"] == ["inference", "admin"]
-    assert 3500 < a.doc["expires"] - time.time() <= 3600
+    assert t0 + 3600 - 1 <= a.doc["expires"] <= t1 + 3600 + 1
+    t0 = time.time()
     b = await http(control.sock, "POST", "/v1/keys", {"name": "secs", "expires": 60})
-    assert 50 < b.doc["expires"] - time.time() <= 60
+    t1 = time.time()
+    assert t0 + 60 - 1 <= b.doc["expires"] <= t1 + 60 + 1
 
 
 async def test_rotate_with_and_without_grace(control: Control) -> None:
@@ -93,6 +100,7 @@ async def test_status_and_reload(control: Control) -> None:
     await control.store.create("laptop")
     s = await http(control.sock, "GET", "/v1/status")
     assert s.status == 200 and s.doc["keys"]["active"] == 1
+    assert s.doc["asyncio_tasks"] >= 1  # this very request's handler is one
     r = await http(control.sock, "POST", "/v1/reload")
     assert r.status == 200 and r.doc == {"reloaded": True, "problems": []}
     assert control.levers.reloads == 1
@@ -129,6 +137,7 @@ async def test_one_connection_many_requests(control: Control) -> None:
     assert [x["action"] for x in control.audit()] == ["status"] * 3
 
 
+@requires("curl")
 async def test_curl_for_scripting(control: Control) -> None:
     proc = await asyncio.create_subprocess_exec(
         "curl", "-sS", "--unix-socket", str(control.sock), "-d", '{"name": "from-curl"}',
@@ -240,10 +249,12 @@ async def test_garbage_gets_400_and_changes_nothing(control: Control, garbage: b
 async def test_half_a_request_head_then_silence_is_cut_off(control: Control) -> None:
     before = control.snapshot()
     t0 = time.monotonic()
-    out = await send_raw(control.sock, b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Le", 10)
+    # send_raw gives up (TimeoutError) after 30 s: a server that waited for good fails here.
+    out = await send_raw(control.sock, b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Le")
     elapsed = time.monotonic() - t0
     assert out == b"" or parse(out).status >= 400
-    assert REQUEST_TIMEOUT * 0.5 <= elapsed < REQUEST_TIMEOUT + 2, elapsed
+    # Cut by the request timeout, not before it (a busy machine can only make it later).
+    assert elapsed >= REQUEST_TIMEOUT * 0.5, elapsed
     assert control.snapshot() == before
 
 
@@ -251,10 +262,10 @@ async def test_half_a_body_then_silence_gets_408(control: Control) -> None:
     before = control.snapshot()
     head = b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
     t0 = time.monotonic()
-    a = parse(await send_raw(control.sock, head + b'{"name": "hal', 10))
+    a = parse(await send_raw(control.sock, head + b'{"name": "hal'))
     elapsed = time.monotonic() - t0
     assert (a.status, a.code) == (408, "request_timeout")
-    assert REQUEST_TIMEOUT * 0.5 <= elapsed < REQUEST_TIMEOUT + 2, elapsed
+    assert elapsed >= REQUEST_TIMEOUT * 0.5, elapsed
     assert control.snapshot() == before
 
 
@@ -285,14 +296,9 @@ async def test_client_leaving_mid_body_is_not_an_internal_error(control: Control
     _r, w = await asyncio.open_unix_connection(str(control.sock))
     w.write(b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
     await w.drain()
-    await asyncio.sleep(0.1)
     w.close()
     await w.wait_closed()
-    for _ in range(100):
-        if control.audit():
-            break
-        await asyncio.sleep(0.02)
-    assert control.audit()[-1]["reason"] == "client_gone"
+    assert (await eventually(control.audit, what="an audit record"))[-1]["reason"] == "client_gone"
     assert control.snapshot() == []
 
 

@@ -36,7 +36,7 @@ def parse(raw: bytes) -> Answer:
     return Answer(status, headers, body)
 
 
-async def send_raw(sock: Path, data: bytes, timeout: float = 5.0) -> bytes:
+async def send_raw(sock: Path, data: bytes, timeout: float = 30.0) -> bytes:
     """Write ``data`` and read until the server closes the connection."""
     r, w = await asyncio.open_unix_connection(str(sock))
     try:

@@ -60,7 +60,7 @@ async def _connect(
     return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
 
 
-async def _eof(reader: asyncio.StreamReader, bound: float = 15.0) -> bytes:
+async def _eof(reader: asyncio.StreamReader, bound: float = 60.0) -> bytes:
     """Everything the server sends until it closes (generous bound: no timing asserted)."""
     out = b""
     async with asyncio.timeout(bound):
@@ -82,7 +82,7 @@ async def test_a_silent_connection_is_closed_by_the_header_deadline(start_guarde
         w1.close()
         w2.close()
     assert guard.header_timeouts == 2
-    for _ in range(100):
+    for _ in range(3000):  # bounded (30 s): a liveness bound, never a speed measure
         if guard.total == 0:
             break
         await asyncio.sleep(0.01)
@@ -95,7 +95,7 @@ async def test_an_idle_keep_alive_connection_is_closed(start_guarded: Start) -> 
     try:
         w.write(b"GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # 401: no key
         await w.drain()
-        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
         assert head.startswith(b"HTTP/1.1 401")
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         await r.readexactly(length)
@@ -107,7 +107,9 @@ async def test_an_idle_keep_alive_connection_is_closed(start_guarded: Start) -> 
 async def test_500_slowloris_connections_do_not_lock_out_a_legitimate_client(
     start_guarded: Start, store: KeyStore
 ) -> None:
-    port, guard = await start_guarded(header_timeout=30, max_per_source=100, max_total=1000)
+    # The header deadline far beyond the test's length, however busy the machine: the 500
+    # must still hang at the end.
+    port, guard = await start_guarded(header_timeout=600, max_per_source=100, max_total=1000)
     key = (await store.create("laptop")).key
     held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
@@ -116,7 +118,7 @@ async def test_500_slowloris_connections_do_not_lock_out_a_legitimate_client(
             w.write(PARTIAL_HEAD)
             held.append((r, w))
         await asyncio.gather(*(w.drain() for _, w in held))
-        for _ in range(500):
+        for _ in range(3000):  # bounded (30 s): a liveness bound, never a speed measure
             if guard.total == 500:
                 break
             await asyncio.sleep(0.01)
@@ -149,7 +151,7 @@ async def test_global_cap_refuses_with_one_log_line(
     try:
         for n in range(4):
             held.append(await _connect(port, f"127.0.0.{10 + n}"))
-        for _ in range(200):
+        for _ in range(3000):  # bounded (30 s): a liveness bound, never a speed measure
             if guard.total == 4:
                 break
             await asyncio.sleep(0.01)

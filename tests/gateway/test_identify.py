@@ -110,11 +110,11 @@ async def test_expect_100_continue_with_key_continues_then_forwards(gw: GW) -> N
         + b"Expect: 100-continue\r\n\r\n"
     )
     await w.drain()
-    first = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+    first = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
     assert first.startswith(b"HTTP/1.1 100 Continue")
     w.write(body)
     await w.drain()
-    rest = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+    rest = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
     assert rest.startswith(b"HTTP/1.1 200")
     w.close()
     assert gw.upstream.seen[0].body == body

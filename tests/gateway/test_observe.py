@@ -102,7 +102,7 @@ async def test_streams_in_flight_counts_a_held_stream(
         assert _get(during, "localai_authd_streams_in_flight") == 1
         gw.upstream.release.set()
         await r.read()
-    for _ in range(100):
+    for _ in range(1500):  # bounded (30 s and more): a liveness bound, never a speed measure
         _, after = await _scrape(http, url)
         if _get(after, "localai_authd_streams_in_flight") == 0:
             break

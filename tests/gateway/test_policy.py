@@ -128,7 +128,7 @@ async def test_upstream_never_sees_credentials_or_hop_by_hop(gw: GW) -> None:
     assert values["content-type"] == "application/json"  # on the allow-list
     assert "x-custom" not in names  # not on it (tests/gateway/test_headers.py: the whole list)
     assert [v for k, v in seen.headers if k.lower() == "x-request-id"] == [
-        gw.audit()[-1]["request_id"]
+        (await gw.records(1))[-1]["request_id"]
     ]
     assert values["host"] == f"127.0.0.1:{gw.upstream.port}"
     assert key not in repr(seen.headers) and key.encode() not in seen.body

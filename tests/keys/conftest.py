@@ -8,13 +8,14 @@ our back (an activated gnome-keyring would be a second, locked, unowned daemon).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import skip_unless
 
 SECRET_SERVICE_PACKAGES = "gnome-keyring dbus"
 _SECRETS_NAME = "org.freedesktop.secrets"
@@ -57,17 +58,7 @@ def _clean_keyring_env(
 
 
 def _require_binaries() -> None:
-    missing = [b for b in ("dbus-daemon", "gnome-keyring-daemon") if shutil.which(b) is None]
-    if not missing:
-        return
-    message = (
-        f"{', '.join(missing)} not found: the Secret Service tests need the real thing, "
-        f"install it with `apt-get install -y {SECRET_SERVICE_PACKAGES}` "
-        "(or set LOCALAI_AUTHD_SKIP_SECRETSERVICE=1 to skip them)"
-    )
-    if os.environ.get("LOCALAI_AUTHD_SKIP_SECRETSERVICE") == "1":
-        pytest.skip(message)
-    pytest.fail(message)
+    skip_unless("dbus-daemon", "gnome-keyring-daemon", apt=SECRET_SERVICE_PACKAGES)
 
 
 def _name_has_owner(address: str, name: str) -> bool:

@@ -232,7 +232,7 @@ def test_chain_with_trusted_member_uses_it_alone(
     assert open_vault("auto", tmp_path / "state").backend_name == FILE_BACKEND
 
 
-@pytest.mark.timeout(20)
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("address", [None, "unix:path=/nonexistent/localai-authd-test-bus"])
 def test_secret_service_without_session_bus(
     address: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -242,7 +242,8 @@ def test_secret_service_without_session_bus(
     started = time.monotonic()
     with pytest.raises(KeyringUnavailable, match="not usable here") as info:
         open_vault(SECRET_SERVICE, tmp_path / "state")
-    assert time.monotonic() - started < 5
+    # Fails fast, not after D-Bus's 25 s call timeout (with room for a busy machine).
+    assert time.monotonic() - started < 20
     assert 'backend = "file"' in str(info.value)
 
 

@@ -104,7 +104,7 @@ async def test_a_full_disk_turns_requests_away_until_there_is_room(
     assert "No space left on device" in log
     # No torn record: every line of the file is one whole JSON record (the last one, the
     # 200's, lands just after its answer: wait for it).
-    for _ in range(250):
+    for _ in range(3000):  # bounded (60 s): a liveness bound, never a speed measure
         records = [json.loads(x) for x in audit.read_text().splitlines()]
         if records[-1]["status"] == 200:
             break
@@ -148,7 +148,7 @@ async def test_not_required_keeps_serving_and_says_so_once(
     shutil.rmtree(logs)
     logs.write_text("in the way")
     # Not required, the file is looked for at most once a second: serve until it is missed.
-    for _ in range(100):  # bounded: ~10 s at most
+    for _ in range(600):  # bounded: ~60 s at most (a busy machine is slow, not wrong)
         assert await _status(d, key) == 200
         if "requests are still served" in d.stderr():
             break

@@ -142,7 +142,7 @@ async def test_import_from_a_terminal_does_not_echo(control: Control) -> None:
         return bool(chunk)
 
     try:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):
             while b"Secret to import" not in seen:
                 assert await read_more(), seen
             os.write(master, secret.encode() + b"\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.daemon_harness import Daemon
+from tests.daemon_harness import PATIENCE, Daemon
 from tests.fakeupstream import FakeUpstream
 
 
@@ -39,11 +39,15 @@ async def test_create_rotate_with_grace_revoke(daemon: Daemon) -> None:
     assert code == 0
     key = next(w for w in out.split() if w.startswith("sk_local_"))
     assert await _status(daemon.url, key) == 200
-    rotated = await daemon.authctl_json("rotate", "laptop", "--grace", "2s")
+    # Inside a grace no busy machine can outlast, both secrets work.
+    rotated = await daemon.authctl_json("rotate", "laptop", "--grace", "1h")
     new = rotated["key"]
     assert await _status(daemon.url, key) == 200 and await _status(daemon.url, new) == 200
-    await asyncio.sleep(2.5)  # past the grace period
-    assert await _status(daemon.url, key) == 401 and await _status(daemon.url, new) == 200
+    # Past a short grace (a sleep can only make it later), the old secret is dead.
+    desk = (await daemon.authctl_json("create", "desk"))["key"]
+    desk_new = (await daemon.authctl_json("rotate", "desk", "--grace", "1s"))["key"]
+    await asyncio.sleep(2)
+    assert await _status(daemon.url, desk) == 401 and await _status(daemon.url, desk_new) == 200
     await daemon.authctl("revoke", "laptop")
     assert await _status(daemon.url, new) == 401  # the very next request
     shown = await daemon.authctl_json("show", "laptop")
@@ -67,14 +71,14 @@ async def test_revoke_kill_streams_ends_a_stream_in_flight(
             json={"model": "m"},
             headers={"Authorization": f"Bearer {other}"},
         )
-        await asyncio.wait_for(r1.content.readany(), 5)
-        await asyncio.wait_for(r2.content.readany(), 5)
+        await asyncio.wait_for(r1.content.readany(), PATIENCE)
+        await asyncio.wait_for(r2.content.readany(), PATIENCE)
         result = await daemon.authctl_json("revoke", "victim", "--kill-streams")
         assert result["streams_killed"] == 1
         with pytest.raises(aiohttp.ClientPayloadError):
-            await asyncio.wait_for(r1.read(), 5)
+            await asyncio.wait_for(r1.read(), PATIENCE)
         upstream.release.set()
-        rest = await asyncio.wait_for(r2.read(), 5)  # another key's stream is untouched
+        rest = await asyncio.wait_for(r2.read(), PATIENCE)  # another key's stream is untouched
         assert rest.endswith(upstream.ndjson_chunk(upstream.chunks - 1, upstream.chunks, "m"))
         r1.close()
         r2.close()
@@ -143,14 +147,20 @@ async def test_authctl_token_and_signing_secret_rotation(daemon: Daemon) -> None
     assert code == 2  # over [tokens] max_ttl
     code, _, err = await daemon.authctl("rotate", check=False)
     assert code == 2 and "either NAME or --signing-secret" in err
-    rotated = await daemon.authctl_json("rotate", "--signing-secret", "--grace", "2s")
+    rotated = await daemon.authctl_json("rotate", "--signing-secret", "--grace", "1h")
     assert len(rotated["signing_secrets"]) == 2
     fresh = (await daemon.authctl_json("token", "agent"))["token"]
     assert await _status(daemon.url, token) == 200  # inside the grace
-    await asyncio.sleep(2.5)
+    # Rotate again with a short grace and wait past it (a sleep can only make it later): the
+    # grace caps every older secret's end, so the tokens of both older secrets die.
+    await daemon.authctl_json("rotate", "--signing-secret", "--grace", "1s")
+    newest = (await daemon.authctl_json("token", "agent"))["token"]
+    await asyncio.sleep(2)
+    assert await _status(daemon.url, fresh) == 401
     assert await _status(daemon.url, token) == 401
-    assert await _status(daemon.url, fresh) == 200
-    assert token not in daemon.stderr() and fresh not in daemon.stderr()
+    assert await _status(daemon.url, newest) == 200
+    for t in (token, fresh, newest):
+        assert t not in daemon.stderr()
 
 
 async def test_authctl_bind_and_unbind_cert(daemon: Daemon) -> None:

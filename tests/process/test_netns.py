@@ -7,9 +7,7 @@ iproute2; the daemon, the fake upstream and curl all run inside it.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.certs import make_certs
+from tests.conftest import skip_unless
 from tests.daemon_harness import VENV_BIN, Daemon, free_port
 
 ADDR = "10.77.0.1"
@@ -26,10 +25,8 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a network namespace")
-    if shutil.which("ip") is None:
-        pytest.fail("iproute2 is missing: apt-get install iproute2")
+    # root: only root may create a network namespace.
+    skip_unless("ip", apt="iproute2", root=True)
     name = f"lad{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:

@@ -25,15 +25,15 @@ import pytest
 import localai_authd
 from localai_authd.errors import EXIT_NOPERM
 from localai_authd.keys.store import KeyStore
+from tests.conftest import requires
 from tests.control.conftest import Control, close_control, open_control, short_dir
 
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates a user and a group"),
-    pytest.mark.skipif(
-        not (shutil.which("useradd") and shutil.which("setpriv")),
-        reason="needs useradd and setpriv (util-linux)",
-    ),
+    # root: the test creates a user and a group.
+    requires("useradd", apt="passwd", root=True),
+    requires("setpriv", apt="util-linux"),
+    requires("/usr/bin/python3", apt="python3"),  # a second uid cannot run pyenv's Python
 ]
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -69,8 +69,6 @@ def _sh(*cmd: str) -> None:
 
 @pytest.fixture(scope="module")
 def stranger() -> Iterator[Stranger]:
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        pytest.skip(f"needs {SYSTEM_PYTHON} for the second uid")
     tag = secrets.token_hex(3)
     user, group = f"authdt-u{tag}", f"authdt-g{tag}"
     base = short_dir("ctl-lib-")

@@ -45,7 +45,7 @@ async def test_a_second_stop_signal_ends_the_drain_and_says_so(
                 headers={"Authorization": f"Bearer {key}"},
             ) as r,
         ):
-            await asyncio.wait_for(r.content.readany(), 10)
+            await asyncio.wait_for(r.content.readany(), 60)
             d.send(first)
             await d.wait_for("STOPPING=1", 30)
             await d.wait_log("draining 1 request(s) for up to 3600s", 30)

@@ -17,7 +17,8 @@ import pytest
 from cryptography import x509
 
 from tests.certs import Certs, make_certs
-from tests.daemon_harness import AUTHCTL, Daemon, free_port
+from tests.conftest import requires
+from tests.daemon_harness import AUTHCTL, PATIENCE, Daemon, free_port
 from tests.fakeupstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +79,7 @@ async def _sh(cmd: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     return p.returncode, out.decode()
 
 
+@requires("curl")
 async def test_readme_curl_lines_work(tls_daemon: tuple[Daemon, Certs, int, int]) -> None:
     d, certs, tls_port, mtls_port = tls_daemon
     key = (await d.authctl_json("create", "laptop"))["key"]
@@ -141,7 +143,7 @@ async def test_sighup_reloads_certificates_without_dropping_streams(
             headers={"Authorization": f"Bearer {key}"},
         ) as r,
     ):
-        first = await asyncio.wait_for(r.content.readany(), 5)
+        first = await asyncio.wait_for(r.content.readany(), PATIENCE)
         # A new certificate from the same CA, in place of the old files.
         new = certs.ca.issue_cert("ai.example.lan", "localhost", "127.0.0.1")
         new.private_key_pem.write_to_path(str(certs.path("server.key")))
@@ -153,7 +155,7 @@ async def test_sighup_reloads_certificates_without_dropping_streams(
         assert after != before
         assert after == x509.load_pem_x509_certificate(new.cert_chain_pems[0].bytes()).serial_number
         upstream.release.set()
-        rest = await asyncio.wait_for(r.read(), 5)  # the stream in flight went on
+        rest = await asyncio.wait_for(r.read(), PATIENCE)  # the stream in flight went on
     assert first + rest == upstream.stream_bytes("ndjson", "m")
 
 

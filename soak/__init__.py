@@ -1,0 +1,1 @@
+"""make soak: mixed traffic against a real daemon for a long while; does anything leak?"""
