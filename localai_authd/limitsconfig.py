@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .durations import parse_duration
 
-if TYPE_CHECKING:
-    from .configschema import Draft
+
+class Draft(Protocol):
+    """What a section validator needs of configschema.Draft (a Protocol: configschema
+    imports this module's schemas, so this module must not import it back)."""
+
+    problems: list[str]
+
+    def table(self, name: str) -> dict[str, Any]: ...
+
 
 MAX_COUNT = 10**12  # a bound, not a policy: anything larger is a typo
 MAX_CAP_SECONDS = 366 * 86400.0

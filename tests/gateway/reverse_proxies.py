@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,7 @@ CADDY = """\
   storage file_system {d}/data
 }}
 http://127.0.0.1:{port} {{
+  bind 127.0.0.1
   route {{
     forward_auth {gateway_hostport} {{
       uri /localai-authd/verify
@@ -109,7 +111,7 @@ def which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
 
 
-async def start_nginx(d: Path, gateway_url: str, upstream_url: str) -> Proxy:
+async def _start_nginx(d: Path, gateway_url: str, upstream_url: str) -> Proxy:
     exe = which("nginx")
     assert exe is not None
     d.mkdir(parents=True, exist_ok=True)
@@ -134,7 +136,7 @@ async def start_nginx(d: Path, gateway_url: str, upstream_url: str) -> Proxy:
     return Proxy("nginx", f"http://127.0.0.1:{port}", proc, log)
 
 
-async def start_caddy(d: Path, gateway_url: str, upstream_url: str) -> Proxy:
+async def _start_caddy(d: Path, gateway_url: str, upstream_url: str) -> Proxy:
     exe = which("caddy")
     assert exe is not None
     d.mkdir(parents=True, exist_ok=True)
@@ -170,3 +172,25 @@ async def start_caddy(d: Path, gateway_url: str, upstream_url: str) -> Proxy:
         )
     await _wait_port(port, proc, log)
     return Proxy("caddy", f"http://127.0.0.1:{port}", proc, log)
+
+
+async def _retrying(
+    start: Callable[[Path, str, str], Awaitable[Proxy]], d: Path, gw: str, up: str
+) -> Proxy:
+    """free_port() can race another process for the port between the pick and the bind:
+    try a fresh port then, a few times."""
+    for attempt in range(4):
+        try:
+            return await start(d / f"try{attempt}", gw, up)
+        except AssertionError as e:
+            if "address already in use" not in str(e).lower() or attempt == 3:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def start_nginx(d: Path, gateway_url: str, upstream_url: str) -> Proxy:
+    return await _retrying(_start_nginx, d, gateway_url, upstream_url)
+
+
+async def start_caddy(d: Path, gateway_url: str, upstream_url: str) -> Proxy:
+    return await _retrying(_start_caddy, d, gateway_url, upstream_url)

@@ -14,8 +14,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "localai_authd"
 
@@ -129,11 +127,6 @@ def test_the_reader_sees_every_kind_of_import(tmp_path: Path) -> None:
     assert len(graph()) > 20  # the real package is read too
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keys/: the token and upstream-key mixins import the store that composes them "
-    "(the keys helper's composition refactor removes the cycle; drop this mark then)",
-)
 def test_no_import_cycle() -> None:
     found = cycles(graph())
     assert found == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
