@@ -8,9 +8,11 @@ looks like a credential taken out (a refusal may quote a path, a method or a mod
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 from aiohttp import web
 
+from ..keys.verdict import Reason
 from ..redact import redact
 from .refusal import BadTarget, Dialect, MalformedCredentials, Outcome, Refusal, RouteNotAllowed
 
@@ -64,18 +66,7 @@ def unauthorized(
 # Why a presented credential was refused is the audit trail's business, not the client's:
 # "secret_retired" would tell a thief that the key was rotated, "wrong_secret" that a key id
 # exists. The client gets OpenAI's own code for all of them.
-_CREDENTIAL_REFUSALS = frozenset(
-    {
-        "unknown_key",
-        "wrong_secret",
-        "secret_retired",
-        "revoked",
-        "expired",
-        "suspended",
-        "invalid_token",
-        "signing_secret_retired",
-    }
-)
+_CREDENTIAL_REFUSALS = frozenset(get_args(Reason)) - {"ok"}
 
 
 def render(refusal: Refusal, dialect: Dialect, request_id: str) -> web.Response:
