@@ -1,7 +1,7 @@
 """Config of the listeners: [server] listen, the [[listener]] tables, TLS and exposure.
 
 The rule that matters most lives here: a listener beyond loopback must use TLS
-(PRODUCT.md: there is no way to run the proxy without it on a non-loopback address).
+(there is no way to run the proxy without it on a non-loopback address).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _check_tls(where: str, tls: TLS, problems: list[str]) -> None:
 
 
 def _exposure(listeners: list[Listener], problems: list[str]) -> None:
-    """PRODUCT.md: binding beyond loopback requires TLS; there is no way around it."""
+    """Binding beyond loopback requires TLS; there is no way around it."""
     for lst in listeners:
         if not lst.is_loopback and lst.tls is None:
             problems.append(

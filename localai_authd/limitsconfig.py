@@ -111,7 +111,7 @@ LIMITS_SCHEMA: dict[str, Any] = {
     "failed_auth_cooldown": _timeout(86400.0),
 }
 CONNECTIONS_SCHEMA: dict[str, Any] = {
-    # Defaults stay within a head in 30 s and idle keep-alive of 60 s (PRODUCT.md: no hoarding);
+    # Defaults stay within a head in 30 s and idle keep-alive of 60 s (no hoarding);
     # an operator may go longer for slow links, within an hour.
     "header_timeout": _timeout(3600.0),
     "idle_timeout": _timeout(3600.0),

@@ -1,4 +1,4 @@
-"""Who may reach the control plane (PRODUCT.md, "Shape"): access is checked twice.
+"""Who may reach the control plane: access is checked twice.
 
 1. the file: the socket is bound under ``umask 0177`` so it is never looser than 0600, not
    even for an instant (no chmod-after-bind window); only then is it handed to the admin

@@ -1,6 +1,6 @@
 """Forwarding to the upstream, streaming the answer back chunk by chunk.
 
-ENGINEERING.md "The stream": one ClientSession for the app's lifetime; auto_decompress off;
+The stream: one ClientSession for the app's lifetime; auto_decompress off;
 no total timeout but a first-byte and an idle-read timeout; no connection cap that would
 silently queue the 101st stream; never follow redirects or read proxy settings from the
 environment; iter chunks as they come and write them as they are (never re-split).

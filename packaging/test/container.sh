@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # A real booted systemd for the package tests: a cached debootstrap root of Debian 12, a throwaway
 # copy of it booted with systemd-nspawn, and commands run inside with nsenter.
-# Sourced by packaging/test/e2e.sh; see ENGINEERING.md, "A real booted systemd".
+# Sourced by packaging/test/e2e.sh.
 #
 # Everything here is bounded: every wait has a timeout, and only the processes this file started
 # (by PID) are ever signalled.

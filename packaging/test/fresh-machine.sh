@@ -9,7 +9,7 @@
 # throwaway directory; the committed branch (REF, default HEAD) is cloned into it as a bare repo;
 # inside the container (systemd-nspawn, not booted, sharing the host's network so that pip can
 # reach the registry), an unprivileged user (root with --as-root) runs `git clone` and
-# `make test`. pip there needs the host's CA bundle (ENGINEERING.md: the registries are reached
+# `make test`. pip there needs the host's CA bundle (the registries are reached
 # through a TLS proxy only the host trusts): it is copied in and named by PIP_CERT.
 #
 # Needs root, debootstrap and systemd-container. Prints the pytest summary; exits with the

@@ -2,7 +2,7 @@
 
 authctl runs as a throwaway system user through setpriv, on Debian's /usr/bin/python3 with a
 world-readable copy of the package and of click: pyenv's Python lives under /root (0700),
-which another uid cannot execute (ENGINEERING.md, "Pitfalls").
+which another uid cannot execute.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """No module of the package is over 400 lines: past that, a module has more than one job and
-is split (ENGINEERING.md). An exception needs a reason written here; the list should be empty.
+is split. An exception needs a reason written here; the list should be empty.
 """
 
 from __future__ import annotations
