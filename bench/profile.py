@@ -1,7 +1,7 @@
 """Profile localai-authd under one bench workload with py-spy (sampling).
 
     python -m bench.profile w2 --conc 200 [--secs 10] [--py-spy PATH] [--top 25]
-    python -m bench.profile w1 --conc 32
+    python -m bench.profile w1 --conc 32 [--variant metrics]
 
 Starts the same rig as the benchmark (lean upstream on core 1, the daemon in its production
 configuration on core 0), runs the workload while py-spy samples the daemon from core 1,
@@ -93,6 +93,9 @@ def main() -> None:
     ap.add_argument("--secs", type=float, default=10)
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument(
+        "--variant", default="", help="as the bench's --variant SPEC (e.g. metrics, or a checkout)"
+    )
     ap.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy")
     a = ap.parse_args()
     os.sched_setaffinity(0, {1})
@@ -107,7 +110,7 @@ def main() -> None:
         rig.start_upstream()
         rig.seed_key()
         rig.bad_key = wrong_secret(rig.key)
-        t = rig.start_authd()
+        t = rig.start_authd(variant=a.variant)
         assert t.proc is not None
         import uvloop
 

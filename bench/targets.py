@@ -194,16 +194,22 @@ class Rig:
         )
         self.key = json.loads(out.stdout)["key"]
 
-    def authd_config(self, audit_log: bool = True, legacy: bool = False) -> Path:
-        cfg = self.tmp / f"authd{'' if audit_log else '-nolog'}{'-legacy' if legacy else ''}.toml"
+    def authd_config(
+        self, audit_log: bool = True, legacy: bool = False, metrics: bool = False
+    ) -> Path:
+        name = f"authd{'' if audit_log else '-nolog'}{'-legacy' if legacy else ''}"
+        cfg = self.tmp / f"{name}{'-metrics' if metrics else ''}.toml"
         # Production settings: audit to a file AND to the log (the journal, in production;
         # here stderr to a file). Timeouts are the shipped defaults. Two limits are raised
         # (not turned off: their work is still measured): the brute-force throttle, which
         # W1/W5's interleaved bad keys from one address would trip (then every request is a
         # 429), and the per-source connection cap, which W4's thousands of idle streams from
         # 127.0.0.1 are over. A ``legacy`` variant (a checkout from before those sections
-        # existed) gets neither: its config check would refuse them.
+        # existed) gets neither: its config check would refuse them. ``metrics``: the
+        # Prometheus listener on (a free loopback port), so every request feeds it.
         text = f'[audit]\nlog = {str(audit_log).lower()}\n\n[log]\nlevel = "info"\n'
+        if metrics:
+            text += f'\n[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
         if not legacy:
             text += (
                 "\n[limits]\nfailed_auth_per_minute = 1000000000\n"
@@ -216,13 +222,13 @@ class Rig:
         self, port: int | None = None, name: str = "localai-authd", variant: str = ""
     ) -> Target:
         """The daemon. ``variant`` (for A/B runs) is a comma-separated list of: a source
-        checkout's root to run instead of this one, ``uvloop``, ``audit-log-off``,
+        checkout's root to run instead of this one, ``uvloop``, ``audit-log-off``, ``metrics``,
         ``gc-freeze``, ``gc-relaxed``, ``gc-stats`` (see authd_variant.py)."""
         port = port or free_port()
         ctl = self.tmp / f"c-{port}.sock"
         log = self.tmp / f"{name}.log"
         opts = [o for o in variant.split(",") if o]
-        known = ("uvloop", "audit-log-off", "gc-freeze", "gc-relaxed", "gc-stats")
+        known = ("uvloop", "audit-log-off", "metrics", "gc-freeze", "gc-relaxed", "gc-stats")
         unknown = [o for o in opts if o not in known and "/" not in o]
         if unknown:
             raise SystemExit(f"bench: unknown variant option(s) {unknown}")
@@ -231,6 +237,7 @@ class Rig:
             str(
                 self.authd_config(
                     audit_log="audit-log-off" not in opts,
+                    metrics="metrics" in opts,
                     legacy=any(
                         "/" in o and not (Path(o) / "localai_authd" / "limitsconfig.py").exists()
                         for o in opts

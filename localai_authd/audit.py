@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from .logsetup import direct_line
 from .redact import marked, redact
 from .reload import Prepared
 
@@ -145,7 +146,9 @@ class Audit:
         if self.path is not None:
             self._to_file(line)
         if self.to_log:
-            log.info("%s", line)
+            direct = direct_line(log)
+            if direct is None or not direct.write_line(log.name, line):
+                log.info("%s", line)
 
     def _to_file(self, line: str) -> None:
         with self._lock:

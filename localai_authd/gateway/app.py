@@ -317,18 +317,26 @@ class Gateway:
         if ctx.route.upload:
             return stream_body(request.content, self.cfg.max_upload_bytes)
         limit = self.cfg.max_body_bytes
+        content = request.content
         chunks: list[bytes] = []
         try:
-            async for chunk in request.content.iter_any():
-                ctx.bytes_in += len(chunk)
-                if ctx.bytes_in > limit:
-                    raise Refusal(
-                        413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
-                    )
-                chunks.append(chunk)
+            if content.is_eof() and content.exception() is None:
+                # All of it is here (a small body arrives with its head): no async iteration.
+                chunks.append(content.read_nowait())
+                ctx.bytes_in = len(chunks[0])
+            else:
+                async for chunk in content.iter_any():
+                    ctx.bytes_in += len(chunk)
+                    if ctx.bytes_in > limit:
+                        break
+                    chunks.append(chunk)
         except RequestPayloadError as e:  # the parser refused the body's framing mid-way
             reason = f"http_parse_error:{type(e.__cause__ or e).__name__}"  # as a head's
             raise Refusal(400, reason, "the request body is malformed", "bad_request") from None
+        if ctx.bytes_in > limit:
+            raise Refusal(
+                413, "body_too_large", f"request body is over {limit} bytes", "bad_request"
+            )
         body = b"".join(chunks)
         if ctx.route.model_from == "body":
             ctx.doc, ctx.models = inspection.inspect(ctx.route, body)

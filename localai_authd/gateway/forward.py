@@ -9,6 +9,7 @@ environment; iter chunks as they come and write them as they are (never re-split
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import time
@@ -81,6 +82,51 @@ def _stream_error_line(content_type: str, code: str, message: str, needs_newline
     return b""
 
 
+@functools.lru_cache(maxsize=16)
+def _client_timeout(connect: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect)
+
+
+class _FirstByte:
+    """``asyncio.timeout(limit)`` for the wait for the upstream's answer, on one timer handle.
+
+    The same contract (the task is cancelled when the time is up, and that cancellation
+    leaves the block as TimeoutError; anyone else's cancellation stays a cancellation),
+    without the general machinery for rescheduling and nesting (about 3 % of a small
+    request's CPU; bench/).
+    """
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_limit", "_task")
+
+    def __init__(self, limit: float) -> None:
+        self._limit = limit
+        self._expired = False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("_FirstByte must be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._handle = asyncio.get_running_loop().call_later(self._limit, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self._handle.cancel()
+        # Ours: the cancellation we asked for, and no one else's since we entered (as asyncio's).
+        if (
+            self._expired
+            and self._task.uncancel() <= self._cancelling
+            and exc_type is asyncio.CancelledError
+        ):
+            raise TimeoutError from exc
+
+
 async def open_upstream(
     session: aiohttp.ClientSession,
     method: str,
@@ -91,9 +137,9 @@ async def open_upstream(
 ) -> aiohttp.ClientResponse:
     """The upstream's answer, its headers read; failures become 502/504 refusals."""
     url = URL(upstream.url + target, encoded=True)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout)
+    timeout = _client_timeout(upstream.connect_timeout)
     try:
-        async with asyncio.timeout(upstream.first_byte_timeout):
+        async with _FirstByte(upstream.first_byte_timeout):
             return await session.request(
                 method,
                 url,

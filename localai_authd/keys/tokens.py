@@ -89,7 +89,7 @@ def _unb64(text: str) -> bytes | None:
 
 
 def _sign(secret: bytes, head: str) -> bytes:
-    return hmac.new(secret, head.encode("ascii"), hashlib.sha256).digest()
+    return hmac.digest(secret, head.encode("ascii"), hashlib.sha256)
 
 
 def mint(signing: SigningSecret, claims: Claims) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 
@@ -116,3 +118,50 @@ async def test_the_upstreams_own_key_replaces_the_clients(make_gw: GwFactory, ht
     auths = [v for k, v in g.upstream.seen[0].headers if k.lower() == "authorization"]
     assert auths == ["Bearer vllm-server-key-123"]
     assert "vllm-server-key-123" not in g.audit_path.read_text()
+
+
+async def _scenario(
+    timeout_cm: Callable[[float], AbstractAsyncContextManager[object]], scenario: str
+) -> str:
+    """What leaves a timeout block, as seen from outside the task, in one scenario."""
+    loop = asyncio.get_running_loop()
+
+    async def body() -> str:
+        async with timeout_cm(0.05):
+            if scenario == "done":
+                await asyncio.sleep(0)
+                return "done"
+            if scenario == "swallowed":  # the block catches the cancellation itself
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    return "swallowed"
+            await asyncio.sleep(10)
+        return "unreachable"
+
+    async def run() -> str:
+        try:
+            return await body()
+        except TimeoutError:
+            return f"timeout (cancelling {asyncio.current_task().cancelling()})"  # type: ignore[union-attr]
+
+    task = loop.create_task(run())
+    if scenario == "cancelled":  # someone else cancels before the time is up
+        loop.call_later(0.01, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return "cancelled"
+
+
+async def test_the_first_byte_timer_behaves_as_asyncio_timeout() -> None:
+    """The hand-rolled first-byte timer keeps asyncio.timeout's contract, scenario by scenario:
+    expiry is a TimeoutError, another's cancellation stays a cancellation, and nothing is
+    left pending on the task."""
+    from localai_authd.gateway.forward import _FirstByte
+
+    scenarios = ("done", "expires", "cancelled", "swallowed")
+    theirs = [await _scenario(asyncio.timeout, s) for s in scenarios]
+    ours = [await _scenario(_FirstByte, s) for s in scenarios]
+    assert ours == theirs
+    assert theirs == ["done", "timeout (cancelling 0)", "cancelled", "swallowed"]

@@ -53,6 +53,12 @@ async def test_only_a_keyed_hash_is_stored(tmp_path: Path) -> None:
     pepper = bytes.fromhex(s._vault.get(PEPPER_ENTRY) or "")
     digest = hmac.new(pepper, issued.key.encode(), "sha256").hexdigest()
     assert digest in blob
+    # The table's HMAC is keyed once per pepper and copied per digest: a new pepper, new keying.
+    table = s._table
+    assert table.digest("é") == hmac.new(pepper, "é".encode(), "sha256").digest()
+    table.pepper = b"another pepper"
+    assert table.digest("é") == hmac.new(b"another pepper", "é".encode(), "sha256").digest()
+    table.pepper = pepper
     for f in (tmp_path / "state").iterdir():
         assert issued.key.encode() not in f.read_bytes()
     await s.close()
