@@ -202,3 +202,44 @@ async def test_authctl_doctor_against_the_daemon(daemon: Daemon, tmp_path: Path)
     upstream = [c for c in doc["checks"] if c["name"].startswith("upstream ")]
     assert upstream and upstream[0]["status"] == "ok"  # the fake upstream: loopback only
     assert rc == (1 if doc["result"] == "fail" else 0)
+
+
+async def test_the_metrics_listener_serves_tls_when_it_has_a_certificate(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """[metrics] with tls_cert/tls_key (what a listener beyond loopback must have): the real
+    daemon serves /metrics over TLS with that certificate, and nothing in plain HTTP."""
+    import ssl
+
+    from tests.certs import make_certs
+
+    certs = make_certs(tmp_path / "tls")
+    port = free_port()
+    d = Daemon(
+        upstream.url,
+        tmp_path / "state",
+        config_text=(
+            f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+            f'tls_cert = "{certs.path("server-chain.pem")}"\n'
+            f'tls_key = "{certs.path("server.key")}"\n'
+        ),
+    )
+    await d.start()
+    try:
+        await d.wait_log(f"metrics https://127.0.0.1:{port}/metrics", timeout=30)
+        ctx = ssl.create_default_context(cafile=str(certs.path("ca.pem")))
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"https://127.0.0.1:{port}/metrics", ssl=ctx) as r:
+                assert r.status == 200
+                names = {f.name for f in text_string_to_metric_families(await r.text())}
+            assert "localai_authd_build_info" in names and "localai_authd_requests" in names
+            with pytest.raises(aiohttp.ClientError):  # plain HTTP gets no scrape
+                async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    await r.read()
+            other = ssl.create_default_context()  # a client that does not trust our CA
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                async with s.get(f"https://127.0.0.1:{port}/metrics", ssl=other) as r:
+                    await r.read()
+        await d.stop()
+    finally:
+        d.close()
