@@ -39,6 +39,8 @@ def paired(run: Path, base: str) -> str:
                 direct = c["direct"]["p50_us"]
                 lat.append((c[t]["p50_us"] - direct) / (c[base]["p50_us"] - direct))
                 cpu.append(c[t]["cpu_us_per_req"] / c[base]["cpu_us_per_req"])
+            if not lat:
+                continue  # the target did not run this cell beside the baseline
             out.append(
                 f"| W1/{conc} | {t} | {' '.join(f'{x:.2f}' for x in lat)} | "
                 f"**{statistics.median(lat):.2f}** | {' '.join(f'{x:.2f}' for x in cpu)} | "

@@ -74,8 +74,8 @@ class Admission:
     ) -> Tokens:
         """The tokens of an answer that has ended, charged to the key in the background."""
         tokens = meter.result(request_bytes)
-        budget = eff is not None and (eff.tokens_per_minute or eff.tokens_per_day)
-        if eff is not None and budget and tokens.total:  # a task only where there is a budget
+        # A task only where there is a token budget to charge.
+        if eff is not None and (eff.tokens_per_minute or eff.tokens_per_day) and tokens.total:
             t = asyncio.get_running_loop().create_task(self.limiter.charge(kid, eff, tokens.total))
             self.pending.add(t)
             t.add_done_callback(self.pending.discard)
