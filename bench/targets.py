@@ -119,6 +119,26 @@ def _pinned(cpu: str | None, cmd: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *cmd] if cpu is not None else cmd
 
 
+def check_product_tree() -> None:
+    """The daemon under test is this checkout's: ``.venv``'s editable install can point at
+    another clone (made there by ``pip install -e`` in that clone), and then every figure
+    would silently be that clone's."""
+    out = subprocess.run(
+        [str(PRODUCT_PY), "-c", "import localai_authd; print(localai_authd.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd="/",  # not this directory: the import must come from the install
+    )
+    where = Path(out.stdout.strip()).resolve()
+    if not where.is_relative_to(ROOT.resolve()):
+        raise SystemExit(
+            f"bench: {PRODUCT_PY} imports localai_authd from {where.parent}, not from {ROOT}; "
+            f"run: {PRODUCT_PY} -m pip install --no-deps -e {ROOT}"
+        )
+
+
 @dataclass
 class Target:
     """One way to reach the upstream: its port and the processes whose CPU/memory count."""
@@ -183,6 +203,7 @@ class Rig:
     # localai-authd ------------------------------------------------------------------------
 
     def seed_key(self) -> None:
+        check_product_tree()
         state = self.tmp / "authd-state"
         state.mkdir(mode=0o700, exist_ok=True)
         out = subprocess.run(
