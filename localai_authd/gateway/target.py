@@ -40,8 +40,9 @@ class Target:
 
 
 # Pure, and asked the same few targets over and over: remembered (bounded; refusals raise
-# and are not kept). bench/: about 2 % of a small request's CPU.
-@functools.lru_cache(maxsize=1024)
+# and are not kept). bench/: about 2 % of a small request's CPU. 256 entries: a target is at
+# most a request line (8 KiB), so a client inventing targets pins at most a few MiB.
+@functools.lru_cache(maxsize=256)
 def canonicalize(raw: str, method: str = "GET") -> Target:
     if method == "CONNECT":
         raise BadTarget("method_not_allowed", "CONNECT is not supported", 405)
@@ -83,7 +84,7 @@ def canonicalize(raw: str, method: str = "GET") -> Target:
     return Target(path=path, query=query)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)
 def encode(path: str, query: str) -> str:
     """The forwarded target: ``path`` re-encoded, the already-checked raw query appended."""
     return quote(path, safe=_SAFE) + (f"?{query}" if query else "")
