@@ -103,3 +103,30 @@ def test_a_broken_stream_falls_back_to_logging_and_never_fails_the_request(
     monkeypatch.setattr(h, "handleError", lambda record: reported.append(record.getMessage()))
     Audit(None, to_log=True).write({"kind": "request", "status": 204})  # does not raise
     assert len(reported) == 1 and '"status":204' in reported[0]
+
+
+@pytest.mark.parametrize("between", ["handler", "no-propagate"])
+def test_a_logger_between_the_audit_logger_and_the_root_means_the_usual_path(
+    root: logging.Logger, between: str
+) -> None:
+    """The audit logger's parent ("localai_authd") is on a record's way to the root too: its
+    handlers get the record, and with propagate off the root's handler never does. The
+    direct line must not skip the one nor reach the other."""
+    h, out = _install(root, with_time=False)
+    parent = logging.getLogger("localai_authd")
+    saved = (parent.handlers[:], parent.propagate)
+    captured = io.StringIO()
+    try:
+        if between == "handler":
+            parent.addHandler(logging.StreamHandler(captured))
+        else:
+            parent.propagate = False
+        assert direct_line(AUDIT) is None
+        Audit(None, to_log=True).write({"kind": "request", "status": 205})
+        if between == "handler":
+            assert '"status":205' in captured.getvalue() and '"status":205' in out.getvalue()
+        else:
+            assert '"status":205' not in out.getvalue()
+    finally:
+        parent.handlers[:], parent.propagate = saved
+    assert direct_line(AUDIT) is h
