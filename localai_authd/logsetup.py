@@ -59,8 +59,15 @@ def direct_line(logger: logging.Logger) -> LineHandler | None:
     log capture) has added handlers or filters other than the scrubbing ones (whose work the
     caller has done). Else None: log the usual way."""
     handlers = logging.root.handlers
-    if len(handlers) != 1 or logger.handlers or not logger.propagate:
+    if len(handlers) != 1:
         return None
+    # Every logger on the record's way up has its say: its handlers get the record too, and
+    # one that does not propagate keeps it from the root's handler.
+    node: logging.Logger | None = logger
+    while node is not None and node is not logging.root:
+        if node.handlers or not node.propagate:
+            return None
+        node = node.parent
     h = handlers[0]
     if type(h) is not LineHandler or h.level > logging.INFO:
         return None
