@@ -250,14 +250,12 @@ class Metrics:
         labels = (group, status_class(status), key)
         series.requests[labels] = series.requests.get(labels, 0) + 1
         hist = series.duration.get(group)
-        if hist is None:
+        if hist is None:  # both series of a group from its first request on (zeros included)
             hist = series.duration[group] = _Histogram()
+            series.ttfb[group] = _Histogram()
         hist.observe((rec.get("duration_ms") or 0.0) / 1000)
         if first_byte_s is not None:
-            hist = series.ttfb.get(group)
-            if hist is None:
-                hist = series.ttfb[group] = _Histogram()
-            hist.observe(first_byte_s)
+            series.ttfb[group].observe(first_byte_s)
         outcome = rec.get("outcome")
         reason = rec.get("reason")
         if outcome == "unauthenticated" or (status == 400 and reason == "malformed_credentials"):

@@ -145,8 +145,11 @@ def test_the_per_request_series_expose_what_the_librarys_own_would(
         )
         counter.labels(group, status_class(status), key).inc()
         hists["localai_authd_request_duration_seconds"].labels(group).observe(ms / 1000)
+        # A group's time-to-first-byte series exists from its first request on, as when
+        # both children were made together (a refusal has no first byte: zero counts).
+        ttfb = hists["localai_authd_time_to_first_byte_seconds"].labels(group)
         if first is not None:
-            hists["localai_authd_time_to_first_byte_seconds"].labels(group).observe(first)
+            ttfb.observe(first)
         if out:
             tokens.labels(key, "out").inc(out)
     ours = _samples(m)
