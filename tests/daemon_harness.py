@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 VENV_BIN = Path(sys.executable).parent
 AUTHCTL = str(VENV_BIN / "authctl")
 # The least a wait for the daemon gives it. Waits here are liveness bounds (a broken daemon
@@ -180,3 +182,27 @@ class Daemon:
         if self.notify is not None:
             self.notify.close()
         shutil.rmtree(self.sockdir, ignore_errors=True)
+
+    async def __aenter__(self) -> Daemon:
+        """Started (and ready); stopped and cleaned up however the block ends."""
+        try:
+            await self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.stop()
+        finally:
+            self.close()
+
+
+async def status(url: str, key: str, path: str = "/api/tags") -> int:
+    """The status of a GET of ``path`` with ``key`` as a Bearer credential."""
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(url + path, headers={"Authorization": f"Bearer {key}"}) as r,
+    ):
+        return r.status

@@ -13,26 +13,15 @@ import aiohttp
 import pytest
 
 from tests.daemon_harness import Daemon
+from tests.daemon_harness import status as _status
 from tests.fakeupstream import FakeUpstream
 
 
 @pytest.fixture
 async def daemon(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[Daemon]:
     d = Daemon(upstream.url, tmp_path / "state")
-    await d.start()
-    yield d
-    try:
-        await d.stop()
-    finally:
-        d.close()
-
-
-async def _status(url: str, key: str) -> int:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.get(url + "/api/tags", headers={"Authorization": f"Bearer {key}"}) as r,
-    ):
-        return r.status
+    async with d:
+        yield d
 
 
 async def _generate(url: str, key: str, model: str) -> int:

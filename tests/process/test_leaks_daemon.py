@@ -21,12 +21,8 @@ from tests.gateway.test_leaks import ERRORS, PLACES, _needles
 @pytest.fixture
 async def daemon(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[Daemon]:
     d = Daemon(upstream.url, tmp_path / "state", config_text='[log]\nlevel = "debug"\n')
-    await d.start()
-    yield d
-    try:
-        await d.stop()
-    finally:
-        d.close()
+    async with d:
+        yield d
 
 
 async def test_no_credential_in_the_journal_or_the_audit_file(

@@ -28,12 +28,8 @@ async def daemon(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[Daemon
         config_text=f'[metrics]\nlisten = "127.0.0.1:{port}"\n',
     )
     d.env["METRICS_PORT"] = str(port)
-    await d.start()
-    yield d
-    try:
-        await d.stop()
-    finally:
-        d.close()
+    async with d:
+        yield d
 
 
 def _metrics_url(d: Daemon) -> str:
@@ -224,8 +220,7 @@ async def test_the_metrics_listener_serves_tls_when_it_has_a_certificate(
             f'tls_key = "{certs.path("server.key")}"\n'
         ),
     )
-    await d.start()
-    try:
+    async with d:
         await d.wait_log(f"metrics https://127.0.0.1:{port}/metrics", timeout=30)
         ctx = ssl.create_default_context(cafile=str(certs.path("ca.pem")))
         async with aiohttp.ClientSession() as s:
@@ -240,6 +235,3 @@ async def test_the_metrics_listener_serves_tls_when_it_has_a_certificate(
             with pytest.raises(aiohttp.ClientConnectorCertificateError):
                 async with s.get(f"https://127.0.0.1:{port}/metrics", ssl=other) as r:
                     await r.read()
-        await d.stop()
-    finally:
-        d.close()
