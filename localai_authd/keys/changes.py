@@ -89,6 +89,20 @@ class KeyChanges:
         if old is not None and old.state != REVOKED:
             raise Conflict(f"a key named {name!r} exists; rotate it, or revoke it first")
 
+    def _check_new(
+        self,
+        name: str,
+        scopes: tuple[str, ...],
+        models: tuple[str, ...],
+        expires: float | None,
+        limits: Limits | None,
+    ) -> None:
+        """What a new key (created or imported) must pass before anything is written."""
+        self._new_name_ok(name)
+        self._check_grants(scopes, models)
+        self._check_expiry(expires)
+        check_limits((limits or Limits()).to_json())
+
     @staticmethod
     def _check_grants(scopes: tuple[str, ...], models: tuple[str, ...]) -> None:
         problem = check_scopes(scopes) or check_models(models)
@@ -134,10 +148,7 @@ class KeyChanges:
         limits: Limits | None = None,
     ) -> Issued:
         async with self._persist.lock:
-            self._new_name_ok(name)
-            self._check_grants(scopes, models)
-            self._check_expiry(expires)
-            check_limits((limits or Limits()).to_json())
+            self._check_new(name, scopes, models, expires, limits)
             kid = self._new_kid()
             key = keyformat.mint(kid)
             ident = self._new_identity(
@@ -157,10 +168,7 @@ class KeyChanges:
     ) -> Identity:
         """Register an existing secret (a static key users migrate from) under ``name``."""
         async with self._persist.lock:
-            self._new_name_ok(name)
-            self._check_grants(scopes, models)
-            self._check_expiry(expires)
-            check_limits((limits or Limits()).to_json())
+            self._check_new(name, scopes, models, expires, limits)
             if not (MIN_IMPORT_LEN <= len(secret) <= MAX_IMPORT_LEN):
                 raise UsageError(
                     f"an imported secret must be {MIN_IMPORT_LEN} to {MAX_IMPORT_LEN} characters"
