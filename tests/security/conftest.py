@@ -28,6 +28,7 @@ from localai_authd.gateway.runner import GatewayRunner
 from localai_authd.keys.store import KeyStore
 from localai_authd.streams import StreamRegistry
 from tests.conftest import gateway_config
+from tests.control.conftest import Control, close_control, open_control, short_dir
 
 GO_SOURCE = Path(__file__).parent / "goupstream" / "main.go"
 # What the Go server lists on /api/tags, /api/ps and /v1/models.
@@ -135,3 +136,13 @@ async def go_gw(tmp_path: Path, store: KeyStore, go_upstream: GoUpstream) -> Asy
     audit_path = tmp_path / "audit.jsonl"
     async with gateway_to(go_upstream.url, store, audit_path) as url:
         yield GoGW(url, store, audit_path, go_upstream)
+
+
+@pytest.fixture
+async def control(store: KeyStore, tmp_path: Path) -> AsyncIterator[Control]:
+    """The control server on a socket under a short directory of its own, auditing to a file."""
+    base = short_dir()
+    c = await open_control(store, base, tmp_path / "audit.jsonl")
+    yield c
+    await close_control(c)
+    shutil.rmtree(base, ignore_errors=True)

@@ -10,26 +10,11 @@ check; the audit record must be too, including a key whose ``sk_local_`` prefix 
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-
-from localai_authd.keys.store import KeyStore
 from localai_authd.redact import looks_like_credential
-from tests.control.conftest import Control, close_control, open_control, short_dir
+from tests.control.conftest import Control
 from tests.control.wire import http
-
-
-@pytest.fixture
-async def control(store: KeyStore, tmp_path: Path) -> AsyncIterator[Control]:
-    base = short_dir()
-    c = await open_control(store, base, tmp_path / "audit.jsonl")
-    yield c
-    await close_control(c)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def _spellings(key: str, token: str) -> list[str]:

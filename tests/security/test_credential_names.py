@@ -9,28 +9,15 @@ everywhere. Refused with a message that does not repeat it.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from localai_authd.keys import format as keyformat
 from localai_authd.keys.model import check_models, check_name
-from localai_authd.keys.store import KeyStore
 from localai_authd.redact import looks_like_credential
-from tests.control.conftest import Control, close_control, open_control, short_dir
+from tests.control.conftest import Control
 from tests.control.wire import http
-
-
-@pytest.fixture
-async def control(store: KeyStore, tmp_path: Path) -> AsyncIterator[Control]:
-    base = short_dir()
-    c = await open_control(store, base, tmp_path / "audit.jsonl")
-    yield c
-    await close_control(c)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def _credential_like() -> list[str]:

@@ -7,24 +7,10 @@ zero lifetime is now a 400, as the token endpoint already answered.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from localai_authd.keys.store import KeyStore
-from tests.control.conftest import Control, close_control, open_control, short_dir
+from tests.control.conftest import Control
 from tests.control.wire import http
-
-
-@pytest.fixture
-async def control(store: KeyStore, tmp_path: Path) -> AsyncIterator[Control]:
-    base = short_dir()
-    c = await open_control(store, base, tmp_path / "audit.jsonl")
-    yield c
-    await close_control(c)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("ttl", [0, 0.0, -0.0, "0", "0s", "0m", "0h0m", "00"])
