@@ -12,7 +12,8 @@ import os
 import resource
 import shutil
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -302,3 +303,24 @@ def _complete(resp: bytes) -> bool:
 
 def status_of(resp: bytes) -> int:
     return int(resp.split(b" ", 2)[1])
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs, to fill a disk for real (the audit file's, the state's)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (run the suite as root, as .ci/run does)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs CAP_SYS_ADMIN): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

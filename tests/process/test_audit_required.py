@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -19,27 +17,6 @@ from tests.fakeupstream import FakeUpstream
 
 REFUSING = "refusing new requests with 503"
 AGAIN = "audit records are written to"
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB tmpfs, to fill the audit file's disk for real."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (run the suite as root, as .ci/run does)")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs CAP_SYS_ADMIN): {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 async def _daemon(tmp_path: Path, upstream: FakeUpstream, audit_file: Path) -> Daemon:
