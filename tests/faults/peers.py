@@ -23,16 +23,11 @@ async def _serve(handler: Handler) -> tuple[web.AppRunner, int]:
     return runner, int(runner.addresses[0][1])
 
 
-@dataclass
-class Drip:
-    """Streams ``count`` bytes one a second, then goes silent until the peer leaves."""
+class _Peer:
+    """A peer served on a free loopback port by its ``_handle``."""
 
-    count: int
-    interval: float = 1.0
-    sent_at: list[float] = field(default_factory=list)  # monotonic time of each byte
-    gone: asyncio.Event = field(default_factory=asyncio.Event)  # the peer closed on us
-    runner: web.AppRunner | None = None
-    port: int = 0
+    runner: web.AppRunner | None
+    port: int
 
     @property
     def url(self) -> str:
@@ -44,6 +39,21 @@ class Drip:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+
+@dataclass
+class Drip(_Peer):
+    """Streams ``count`` bytes one a second, then goes silent until the peer leaves."""
+
+    count: int
+    interval: float = 1.0
+    sent_at: list[float] = field(default_factory=list)  # monotonic time of each byte
+    gone: asyncio.Event = field(default_factory=asyncio.Event)  # the peer closed on us
+    runner: web.AppRunner | None = None
+    port: int = 0
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -66,7 +76,7 @@ class Drip:
 
 
 @dataclass
-class UploadProbe:
+class UploadProbe(_Peer):
     """Reads a streamed upload and notes whether it ended, and how much arrived."""
 
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -75,17 +85,6 @@ class UploadProbe:
     completed: bool = False
     runner: web.AppRunner | None = None
     port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.runner, self.port = await _serve(self._handle)
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.started.set()
